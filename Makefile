@@ -1,0 +1,36 @@
+# upconv: `make demo` runs the main job, `make test` runs the tests.
+# Both bootstrap a local virtual environment on first use; later runs reuse it.
+#
+# TORCH_REQ pins PyTorch and is installed *before* the project, so pip never resolves an
+# unpinned torch (which would pull a multi-GB CUDA build). Override it elsewhere, e.g.
+#   make test TORCH_REQ="torch==2.5.1"
+PYTHON    ?= python3
+VENV      ?= .venv
+TORCH_REQ ?= torch==2.13.0
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.upconv-installed
+
+.PHONY: demo test bench lint clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_REQ)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/upconv demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/upconv bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,31 @@
+"""upconv: train sub-pixel / resize convolutions, run them as fast deconvolutions.
+
+Colbert, Kreutz-Delgado & Das, "An Energy-Efficient Edge Computing Paradigm for
+Convolution-Based Image Upsampling", IEEE Access 9 (2021), arXiv:2107.07647.
+"""
+
+from .algorithms import ALGORITHMS
+from .functional import deconv2d, pixel_shuffle, resize_conv2d, sub_pixel_conv2d
+from .layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+from .shapes import DeconvGeometry, resize_deconv_geometry, subpixel_deconv_geometry
+from .transforms import bias_shuffle, weight_convolution, weight_shuffle
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "Deconv2d",
+    "DeconvGeometry",
+    "ResizeConv2d",
+    "SubPixelConv2d",
+    "__version__",
+    "bias_shuffle",
+    "deconv2d",
+    "pixel_shuffle",
+    "resize_conv2d",
+    "resize_deconv_geometry",
+    "sub_pixel_conv2d",
+    "subpixel_deconv_geometry",
+    "weight_convolution",
+    "weight_shuffle",
+]

@@ -1,0 +1,59 @@
+"""Pieces the reference algorithms share: bias planes and out-of-range-safe cropping."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..shapes import IntPair
+
+
+def bias_plane(bias: Tensor | None, height: int, width: int) -> Tensor | None:
+    """Bias as a ``(C, height, width)`` plane (or ``(C, 1, 1)`` for a per-channel bias).
+
+    A periodic bias ``(C, bh, bw)`` adds ``B[c, o_h mod bh, o_w mod bw]`` at output ``(o_h, o_w)``.
+    """
+    if bias is None:
+        return None
+    if bias.ndim == 1:
+        return bias.reshape(-1, 1, 1)
+    _, bh, bw = bias.shape
+    reps = (1, -(-height // bh), -(-width // bw))
+    return bias.repeat(*reps)[:, :height, :width]
+
+
+def add_bias(y: Tensor, bias: Tensor | None) -> Tensor:
+    """``y + bias`` for a per-channel ``(C,)`` or periodic ``(C, bh, bw)`` bias."""
+    plane = bias_plane(bias, y.shape[-2], y.shape[-1])
+    return y if plane is None else y + plane
+
+
+def window(full: Tensor, top: int, height: int, left: int, width: int) -> Tensor:
+    """``full[..., top:top+height, left:left+width]``, zero where the window leaves ``full``.
+
+    Output padding can ask for rows past the end of the full deconvolution output; those
+    rows receive no tap and hold zeros (the bias is added afterwards).
+    """
+    fh, fw = full.shape[-2:]
+    if top >= 0 and left >= 0 and top + height <= fh and left + width <= fw:
+        return full[..., top : top + height, left : left + width]
+    out = full.new_zeros((*full.shape[:-2], height, width))
+    r0, r1 = max(top, 0), min(top + height, fh)
+    c0, c1 = max(left, 0), min(left + width, fw)
+    if r1 > r0 and c1 > c0:
+        out[..., r0 - top : r1 - top, c0 - left : c1 - left] = full[..., r0:r1, c0:c1]
+    return out
+
+
+def tap_product(x: Tensor, w_tap: Tensor) -> Tensor:
+    """One tap for every pixel: ``(N, Cin, h, w) × (Cin, C) → (N, C, h, w)``."""
+    return torch.einsum("nihw,ic->nchw", x, w_tap)
+
+
+def depth_to_space(z: Tensor, stride: IntPair) -> Tensor:
+    """``(N, C·sh·sw, H, W)`` → ``(N, C, sh·H, sw·W)`` (pixel shuffle with ``sh ≠ sw`` allowed)."""
+    n, csq, h, w = z.shape
+    sh, sw = stride
+    c = csq // (sh * sw)
+    z = z.reshape(n, c, sh, sw, h, w).permute(0, 1, 4, 2, 5, 3)
+    return z.reshape(n, c, h * sh, w * sw)
