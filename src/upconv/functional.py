@@ -59,7 +59,8 @@ def check_algorithm(algorithm: str, extra: Sequence[str] = ()) -> str:
     """Return ``algorithm`` if it names a known algorithm, else a ValueError listing them."""
     valid = (*ALGORITHMS, *extra)
     if algorithm not in valid:
-        raise ValueError(f"algorithm must be one of {', '.join(map(repr, valid))}; got {algorithm!r}")
+        names = ", ".join(map(repr, valid))
+        raise ValueError(f"algorithm must be one of {names}; got {algorithm!r}")
     return algorithm
 
 

@@ -20,12 +20,11 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 IntPair = tuple[int, int]
 Pad4 = tuple[int, int, int, int]
-ScaleLike = Union[int, Sequence[int]]
-PaddingLike = Union[int, str, Sequence[int]]
+ScaleLike = int | Sequence[int]
+PaddingLike = int | str | Sequence[int]
 
 
 def _as_int(value: object, name: str) -> int:
@@ -70,7 +69,8 @@ def padding4(padding: int | Sequence[int], name: str = "padding") -> Pad4:
 
     ``p`` means ``(p, p, p, p)``; ``(ph, pw)`` means ``(ph, ph, pw, pw)``.
     """
-    if not isinstance(padding, (str, bytes)) and isinstance(padding, Sequence) and len(padding) == 4:
+    is_seq = isinstance(padding, Sequence) and not isinstance(padding, (str, bytes))
+    if is_seq and len(padding) == 4:
         out = tuple(_as_int(p, name) for p in padding)
     else:
         ph, pw = pair(padding, name)
@@ -117,7 +117,7 @@ def deconv_output_length(
 
 
 def taps_per_phase(kernel: int, stride: int) -> int:
-    """Taps of a ``kernel``-tap deconvolution that reach one output phase: ``ceil(kernel/stride)``."""
+    """Taps of a ``kernel``-tap deconvolution reaching one output phase: ``ceil(kernel/stride)``."""
     return math.ceil(kernel / stride)
 
 
@@ -153,7 +153,7 @@ class DeconvGeometry:
 def subpixel_deconv_geometry(
     kernel_size: int | Sequence[int], scale: ScaleLike, padding: PaddingLike = "same"
 ) -> DeconvGeometry:
-    """Deconvolution equivalent to a same-padded conv (``kernel_size``, ``padding``) + pixel shuffle.
+    """Deconvolution equal to a same-padded conv (``kernel_size``, ``padding``) + pixel shuffle.
 
     Stride ``(rh, rw)``, kernel ``(rh·Kh, rw·Kw)``. The kernel is flipped by the weight
     shuffle, so a conv padding ``(top, bottom)`` becomes crops ``(rh·bottom, rh·top)``: the

@@ -37,7 +37,9 @@ class Deconv2d(nn.Module):
     ) -> None:
         super().__init__()
         if groups != 1:
-            raise ValueError(f"groups={groups} is not supported yet: Deconv2d handles groups=1 only")
+            raise ValueError(
+                f"groups={groups} is not supported yet: Deconv2d handles groups=1 only"
+            )
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
