@@ -55,8 +55,11 @@ def _require_tensor(t: object, name: str, ndims: Sequence[int]) -> Tensor:
     return t
 
 
-def check_algorithm(algorithm: str, extra: Sequence[str] = ()) -> str:
-    """Return ``algorithm`` if it names a known algorithm, else a ValueError listing them."""
+AUTO = "auto"
+
+
+def check_algorithm(algorithm: str, extra: Sequence[str] = (AUTO,)) -> str:
+    """Return ``algorithm`` if it is in :data:`ALGORITHMS` (or ``extra``), else a ValueError."""
     valid = (*ALGORITHMS, *extra)
     if algorithm not in valid:
         names = ", ".join(map(repr, valid))
@@ -130,10 +133,13 @@ def deconv2d(
     ``(C, bh, bw)`` (adds ``B[c, o_h mod bh, o_w mod bw]``). ``padding`` is an int, a pair,
     or per-side crops ``(top, bottom, left, right)``. Returns ``(N, C, H_out, W_out)`` with
     ``H_out = (H-1)·sh + Kh - top - bottom + output_padding_h``.
-    ``algorithm`` is one of :data:`upconv.ALGORITHMS`.
+    ``algorithm`` is one of :data:`upconv.ALGORITHMS`, or ``"auto"``.
     """
     call = check_deconv(x, weight, bias, stride, padding, output_padding, groups)
-    impl = REFERENCES[check_algorithm(algorithm)]
+    algorithm = check_algorithm(algorithm)
+    if algorithm == AUTO:  # until the autotuner lands: the paper's algorithm
+        algorithm = "revd2"
+    impl = REFERENCES[algorithm]
     return impl(call.x, call.weight, call.bias, call.stride, call.padding,
                 call.output_padding, call.out_size)
 
