@@ -6,10 +6,59 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.fx import _symbolic_trace
 
 from .. import functional as UF
-from ..shapes import DeconvGeometry, padding4, pair
+from ..shapes import DeconvGeometry, IntPair, Pad4, padding4, pair
+
+
+def is_graph_capture() -> bool:
+    """True under ``torch.onnx`` export, ``torch.jit`` tracing, ``torch.compile`` / ``torch.export``
+    and ``torch.fx`` symbolic tracing: the callers that need standard PyTorch ops."""
+    return (
+        torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or _is_fx_symbolic_tracing()
+    )
+
+
+# torch >= 2.6 names it is_fx_symbolic_tracing (is_fx_tracing also fires under torch.export).
+_is_fx_symbolic_tracing = getattr(_symbolic_trace, "is_fx_symbolic_tracing",
+                                  _symbolic_trace.is_fx_tracing)
+
+
+def deconv2d_standard_ops(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: IntPair,
+    padding: Pad4,
+    output_padding: IntPair,
+) -> Tensor:
+    """:func:`upconv.deconv2d`'s result from ``F.conv_transpose2d``, a slice and an add.
+
+    Exports to ONNX as ``ConvTranspose`` (+ ``Slice`` for asymmetric crops) and, for a periodic
+    bias ``(C, bh, bw)``, a ``Tile`` of the bias to the output size + ``Add``; every size is
+    computed from the input's shape, so dynamic batch and spatial dimensions survive.
+    """
+    top, bottom, left, right = padding
+    ph, pw = min(top, bottom), min(left, right)
+    flat_bias = bias if bias is not None and bias.ndim == 1 else None
+    y = F.conv_transpose2d(x, weight, flat_bias, stride, (ph, pw), output_padding)
+    # Asymmetric crops: conv_transpose2d cropped min(before, after); drop the rest per side.
+    top, bottom, left, right = top - ph, bottom - ph, left - pw, right - pw
+    if top or bottom or left or right:
+        y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+    if bias is not None and bias.ndim == 3:
+        bh, bw = bias.shape[1], bias.shape[2]
+        out_h, out_w = y.shape[2], y.shape[3]
+        tiled = bias.repeat(1, (out_h + bh - 1) // bh, (out_w + bw - 1) // bw)
+        y = y + tiled[:, :out_h, :out_w]
+    return y
 
 
 class Deconv2d(nn.Module):
@@ -81,6 +130,9 @@ class Deconv2d(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        if is_graph_capture():
+            return deconv2d_standard_ops(x, self.weight, self.bias, self.stride, self.padding,
+                                         self.output_padding)
         return UF.deconv2d(x, self.weight, self.bias, self.stride, self.padding,
                            self.output_padding, algorithm=self.algorithm)
 
