@@ -1,0 +1,180 @@
+"""upconv.convert on whole PyTorch models: sites found, outputs equal, original untouched."""
+
+from __future__ import annotations
+
+import copy
+
+import archs
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import upconv
+from upconv.convert import VerificationError, convert, fx_subpixel
+from upconv.sr import ESPCN
+
+
+def _counts(report) -> dict[str, int]:
+    kinds = [s.kind for s in report.converted]
+    return {"sub-pixel": kinds.count("sub-pixel"), "resize": kinds.count("resize"),
+            "left alone": len(report.skipped)}
+
+
+def _other_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    _, c, h, w = shape
+    return (2, c, h + 4, w + 8)  # multiples of 4 more, so the U-Net still pools evenly
+
+
+@pytest.mark.parametrize("name", list(archs.ARCHITECTURES))
+def test_architecture_sites_and_outputs(name):
+    model, expected, shape = archs.build(name)
+    before = copy.deepcopy(model.state_dict())
+    x = torch.randn(*shape)
+    converted, report = convert(model, x)
+    assert _counts(report) == expected, str(report)
+    assert report.method == "torch.fx"
+    assert report.verified and report.max_rel_error < 1e-5
+    deconvs = [m for m in converted.modules() if isinstance(m, upconv.Deconv2d)]
+    assert len(deconvs) == len(report.converted)
+    assert not any(isinstance(m, (nn.PixelShuffle, nn.Upsample)) for m in converted.modules()
+                   if name.startswith(("espcn", "edsr")))
+    # The conversion is exact for other input sizes too, not just the one it was checked on.
+    x2 = torch.randn(*_other_shape(shape))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x2), model(x2), rtol=1e-4, atol=1e-5)
+    # The original is untouched: same modules, same weights.
+    assert not any(isinstance(m, upconv.Deconv2d) for m in model.modules())
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_state_dict_round_trip():
+    model, _, shape = archs.build("edsr-x4", seed=0)
+    converted, _ = convert(model)
+    fresh, _ = convert(archs.build("edsr-x4", seed=1)[0])
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert not torch.allclose(fresh(x), converted(x))
+        fresh.load_state_dict(converted.state_dict())
+        torch.testing.assert_close(fresh(x), converted(x), rtol=0, atol=0)
+    periodic = [k for k, v in converted.state_dict().items() if v.ndim == 3]
+    assert periodic == ["tail.0.0.bias", "tail.0.2.bias"]
+
+
+def test_unsupported_patterns_are_reported_not_crashed_on():
+    model = archs.Mixed().eval()
+    _, report = convert(model, torch.randn(1, 1, 8, 8))
+    reasons = {s.path.split(" ")[0]: s.reason for s in report.skipped}
+    assert len(report.converted) == 1 and report.converted[0].bias == "periodic"
+    assert "used elsewhere" in reasons["shared"]
+    assert "dilation" in reasons["dilated"]
+    assert "groups=2" in reasons["grouped"]
+    assert "does not keep size" in reasons["interpolate()"]
+    assert "bilinear" in reasons["interpolate_1()"]
+    assert "non-integer scale" in reasons["interpolate_2()"]
+    assert "not a convolution" in reasons["interpolate_3()"]
+    assert "not a convolution" in reasons["pixel_shuffle_1()"]
+    text = str(report)
+    assert "left alone sub-pixel at dilated → pixel_shuffle_2()" in text
+    assert "verified on input 1x1x8x8" in text
+
+
+def test_untraceable_model_uses_sequential_fallback():
+    model = archs.Untraceable().eval()
+    x = torch.randn(1, 1, 6, 5)
+    converted, report = convert(model, x)
+    assert report.method == "nn.Sequential fallback"
+    assert "control flow" in report.fallback_reason
+    assert [(s.path, s.kind) for s in report.converted] == [("up.0", "sub-pixel"),
+                                                             ("up.4", "resize")]
+    assert isinstance(converted.up[1], nn.Identity) and isinstance(converted.up[3], nn.Identity)
+    assert "could not trace" in str(report)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("upsampler", ["subpixel", "resize"])
+def test_upconv_layers_are_sites(upsampler):
+    model = ESPCN(scale=3, upsampler=upsampler).eval()
+    converted, report = convert(model, torch.randn(1, 1, 5, 6), algorithm="tdc")
+    (site,) = report.converted
+    assert site.path == "upsample" and site.algorithm == "tdc"
+    assert site.kind == ("sub-pixel" if upsampler == "subpixel" else "resize")
+    assert isinstance(converted.upsample, upconv.Deconv2d)
+    assert converted.upsample.algorithm == "tdc"
+
+
+def test_verification_failure_raises_with_errors(monkeypatch):
+    real = fx_subpixel.subpixel_deconv
+
+    def wrong(conv, scale, algorithm):
+        deconv = real(conv, scale, algorithm)
+        with torch.no_grad():
+            deconv.weight[0, 0, 0, 0] += 1.0
+        return deconv
+
+    monkeypatch.setattr(fx_subpixel, "subpixel_deconv", wrong)
+    model, _, shape = archs.build("espcn-x2")
+    with pytest.raises(VerificationError, match=r"max abs error .* max rel error") as err:
+        convert(model, torch.randn(*shape))
+    assert err.value.report.max_abs_error > 1e-3
+    _, report = convert(model, torch.randn(*shape), verify=False)
+    assert not report.verified and "not verified" in str(report)
+
+
+def test_default_input_and_training_mode_kept():
+    model, _, _ = archs.build("espcn-x2")
+    model.train()
+    converted, report = convert(model)
+    assert report.input_shape == (1, 1, 32, 32)
+    assert converted.training and model.training
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        convert("model.onnx")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        convert(archs.ESPCN(2), algorithm="fast")
+    with pytest.raises(ValueError, match="example_inputs"):
+        convert(nn.Sequential(nn.ReLU()))
+    with pytest.raises(TypeError, match="example_inputs"):
+        convert(archs.ESPCN(2), example_inputs=3)
+
+
+class _FunctionalSite(nn.Module):
+    def __init__(self, cin, c, k, scale, bias, resize, functional):
+        super().__init__()
+        self.scale, self.resize, self.functional = scale, resize, functional
+        cout = c if resize else c * scale[0] * scale[1]
+        self.conv = nn.Conv2d(cin, cout, k, padding="same", bias=bias)
+
+    def forward(self, x):
+        if self.resize:
+            up = F.interpolate(x, scale_factor=self.scale, mode="nearest")
+            if self.functional:
+                return F.conv2d(up, self.conv.weight, self.conv.bias, padding="same")
+            return self.conv(up)
+        y = (F.conv2d(x, self.conv.weight, self.conv.bias, padding="same") if self.functional
+             else self.conv(x))
+        return F.pixel_shuffle(y, self.scale[0])
+
+
+@settings(max_examples=20, deadline=None)
+@given(cin=st.integers(1, 3), c=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
+       rh=st.integers(1, 3), rw=st.integers(1, 3), bias=st.booleans(), resize=st.booleans(),
+       functional=st.booleans(), h=st.integers(1, 5), w=st.integers(1, 5))
+def test_any_site_geometry(cin, c, kh, kw, rh, rw, bias, resize, functional, h, w):
+    if not resize:
+        rw = rh  # pixel shuffle has one factor
+    model = _FunctionalSite(cin, c, (kh, kw), (rh, rw), bias, resize, functional).double().eval()
+    x = torch.randn(2, cin, h, w, dtype=torch.float64)
+    converted, report = convert(model, x, algorithm="revd2")
+    (site,) = report.converted
+    assert site.scale == (rh, rw) and site.kernel_size == (kh, kw)
+    assert report.max_rel_error < 1e-10
+    x2 = torch.randn(1, cin, h + 2, w + 1, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x2), model(x2))
