@@ -243,6 +243,13 @@ ARCHITECTURES = {
 }
 
 
+# Where the ONNX-level conversion of the original export finds fewer sites than torch.fx:
+# the U-Net's F.interpolate(size=..., mode="nearest-exact") exports (dynamo exporter) as a
+# GatherND, not a Resize, so only its nn.Upsample site converts.
+ONNX_EXPECTED = {"unet": {"sub-pixel": 0, "resize": 1, "left alone": 0},
+                 "fsrcnn-x2": {"sub-pixel": 0, "resize": 0, "left alone": 0}}
+
+
 def build(name: str, seed: int = 0) -> tuple[nn.Module, dict[str, int], tuple[int, ...]]:
     """``(model in eval mode, expected counts, input shape)`` with seeded random weights."""
     torch.manual_seed(seed)

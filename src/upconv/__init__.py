@@ -5,6 +5,7 @@ Convolution-Based Image Upsampling", IEEE Access 9 (2021), arXiv:2107.07647.
 """
 
 from .algorithms import ALGORITHMS
+from .convert import convert, convert_onnx
 from .functional import deconv2d, pixel_shuffle, resize_conv2d, sub_pixel_conv2d
 from .layers import Deconv2d, ResizeConv2d, SubPixelConv2d
 from .shapes import DeconvGeometry, resize_deconv_geometry, subpixel_deconv_geometry
@@ -20,6 +21,8 @@ __all__ = [
     "SubPixelConv2d",
     "__version__",
     "bias_shuffle",
+    "convert",
+    "convert_onnx",
     "deconv2d",
     "pixel_shuffle",
     "resize_conv2d",

@@ -4,8 +4,33 @@
 :func:`convert_onnx` rewrites ONNX graphs. Both return ``(converted, ConversionReport)``.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
 from .report import ConversionReport, ConvertedSite, SkippedSite
 from .torch_convert import convert
 from .verify import VerificationError
 
-__all__ = ["ConversionReport", "ConvertedSite", "SkippedSite", "VerificationError", "convert"]
+if TYPE_CHECKING:
+    import onnx
+
+
+def convert_onnx(
+    model_or_path: onnx.ModelProto | str | os.PathLike,
+    verify: bool = True,
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[onnx.ModelProto, ConversionReport]:
+    """Rewrite an ONNX model's ``Conv → DepthToSpace`` and nearest ``Resize → Conv`` pairs into
+    ``ConvTranspose``; see :func:`upconv.convert.onnx_convert.convert_onnx`.
+
+    (Imports onnx on first use, so ``import upconv`` stays light.)
+    """
+    from .onnx_convert import convert_onnx as _convert_onnx
+
+    return _convert_onnx(model_or_path, verify=verify, input_shape=input_shape)
+
+
+__all__ = ["ConversionReport", "ConvertedSite", "SkippedSite", "VerificationError", "convert",
+           "convert_onnx"]

@@ -1,0 +1,196 @@
+"""Reading and editing an ONNX graph: constants, producers/consumers, node replacement."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from .conv_params import ConvParams, Unsupported
+
+
+def attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """A node's attributes as Python values (strings decoded)."""
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def node_label(node: onnx.NodeProto) -> str:
+    """``name`` if the node has one, else ``OpType(output)``."""
+    return node.name or f"{node.op_type}({node.output[0]})"
+
+
+class GraphEditor:
+    """Index of one ``onnx.GraphProto`` plus the replacements queued on it.
+
+    Replacements are queued with :meth:`replace` and applied by :meth:`commit`, which keeps
+    the node list topologically sorted (new nodes go where the last replaced node was).
+    """
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.graph = graph
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            for name in node.output:
+                self.producer[name] = node
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.graph_outputs = {o.name for o in graph.output}
+        self._names = set(self.producer) | set(self.initializers) | {i.name for i in graph.input}
+        self._names |= {n.name for n in graph.node}
+        self._removed: set[int] = set()
+        self._inserted: dict[int, list[onnx.NodeProto]] = {}
+        self._new_initializers: list[onnx.TensorProto] = []
+
+    def fresh(self, stem: str) -> str:
+        """A tensor / node name not used in the graph yet."""
+        name, i = stem, 1
+        while name in self._names:
+            name, i = f"{stem}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or a ``Constant`` node's output, else None."""
+        if not name:
+            return None
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is None or node.op_type != "Constant":
+            return None
+        a = attributes(node)
+        if "value" in a:
+            return numpy_helper.to_array(a["value"])
+        for key in ("value_float", "value_floats", "value_int", "value_ints"):
+            if key in a:
+                return np.asarray(a[key])
+        return None
+
+    def add_initializer(self, stem: str, value: np.ndarray) -> str:
+        name = self.fresh(stem)
+        self._new_initializers.append(numpy_helper.from_array(value, name))
+        return name
+
+    def int64(self, stem: str, values: list[int]) -> str:
+        """A new int64 initializer (shape / index constants)."""
+        return self.add_initializer(stem, np.asarray(values, dtype=np.int64))
+
+    def is_removed(self, node: onnx.NodeProto) -> bool:
+        return id(node) in self._removed
+
+    def replace(self, old: list[onnx.NodeProto], new: list[onnx.NodeProto]) -> None:
+        """Queue: drop ``old`` (in graph order, the last one marks the spot), insert ``new``."""
+        self._removed.update(id(n) for n in old)
+        self._inserted[id(old[-1])] = new
+
+    def commit(self) -> None:
+        """Apply the queued replacements; drop initializers and value_info left unused."""
+        nodes: list[onnx.NodeProto] = []
+        for node in self.graph.node:
+            nodes.extend(self._inserted.get(id(node), []))
+            if id(node) not in self._removed:
+                nodes.append(node)
+        self.graph.ClearField("node")
+        self.graph.node.extend(nodes)
+        self.graph.initializer.extend(self._new_initializers)
+        used = {name for n in nodes for name in n.input} | self.graph_outputs
+        produced = {name for n in nodes for name in n.output}
+        keep_init = [t for t in self.graph.initializer if t.name in used]
+        self.graph.ClearField("initializer")
+        self.graph.initializer.extend(keep_init)
+        keep_inputs = [i for i in self.graph.input
+                       if i.name not in self.initializers or i.name in used]
+        self.graph.ClearField("input")
+        self.graph.input.extend(keep_inputs)
+        keep_vi = [v for v in self.graph.value_info if v.name in produced]
+        self.graph.ClearField("value_info")
+        self.graph.value_info.extend(keep_vi)
+        self.__init__(self.graph)  # re-index
+
+    def only_consumer(self, name: str) -> onnx.NodeProto:
+        """The one node reading tensor ``name``; :class:`Unsupported` otherwise."""
+        users = self.consumers.get(name, [])
+        if name in self.graph_outputs:
+            raise Unsupported(f"{name!r} is also a graph output")
+        if len(users) != 1:
+            raise Unsupported(f"{name!r} has {len(users)} consumers (conv output used elsewhere)")
+        return users[0]
+
+    def conv_params(self, node: onnx.NodeProto, in_shape: tuple | None = None) -> ConvParams:
+        """A ``Conv`` node's constant weights and settings as :class:`ConvParams`."""
+        a = attributes(node)
+        weight = self.constant(node.input[1])
+        if weight is None:
+            raise Unsupported("conv weight is computed at run time, not an initializer")
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self.constant(node.input[2])
+            if bias is None:
+                raise Unsupported("conv bias is computed at run time, not an initializer")
+        if weight.ndim != 4:
+            raise Unsupported(f"not a 2-D convolution (weight shape {weight.shape})")
+        kh, kw = weight.shape[2:]
+        auto_pad = a.get("auto_pad", "NOTSET")
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            extra = auto_pad == "SAME_LOWER"  # the odd extra pixel goes before
+            th, tw = (kh - 1 + extra) // 2, (kw - 1 + extra) // 2
+            pad = (th, kh - 1 - th, tw, kw - 1 - tw)
+        elif auto_pad == "VALID":
+            pad = (0, 0, 0, 0)
+        else:
+            t, le, b, r = a.get("pads", [0, 0, 0, 0])
+            pad = (t, b, le, r)
+        return ConvParams(
+            torch.from_numpy(np.array(weight)),
+            None if bias is None else torch.from_numpy(np.array(bias)),
+            tuple(a.get("strides", [1, 1])), pad, tuple(a.get("dilations", [1, 1])),
+            int(a.get("group", 1)))
+
+
+def conv_transpose_nodes(
+    editor: GraphEditor, x: str, y: str, weight: np.ndarray, bias: np.ndarray | None,
+    stride: tuple[int, int], pad: tuple[int, int, int, int], label: str,
+) -> list[onnx.NodeProto]:
+    """``ConvTranspose`` (+ a periodic-bias ``Add``) computing ``y`` from ``x``.
+
+    ``pad`` is ``(top, bottom, left, right)``; ``bias`` is ``(C,)`` or periodic ``(C, bh, bw)``
+    (with ``bh, bw`` the stride). A periodic bias is tiled to the output size from ``x``'s
+    shape at run time (``Shape → Slice → Concat → Tile``), so dynamic sizes keep working.
+    """
+    top, bottom, left, right = pad
+    w_name = editor.add_initializer(f"{label}.deconv_weight", weight)
+    inputs = [x, w_name]
+    periodic = bias is not None and bias.ndim == 3
+    if bias is not None and not periodic:
+        inputs.append(editor.add_initializer(f"{label}.deconv_bias", bias))
+    out = editor.fresh(f"{label}.deconv_out") if periodic else y
+    nodes = [helper.make_node(
+        "ConvTranspose", inputs, [out], name=editor.fresh(f"{label}.deconv"),
+        kernel_shape=list(weight.shape[2:]), strides=list(stride),
+        pads=[top, left, bottom, right], dilations=[1, 1], group=1)]
+    if periodic:
+        b_name = editor.add_initializer(f"{label}.periodic_bias", np.ascontiguousarray(bias[None]))
+        shape, hw, reps, tiled = (editor.fresh(f"{label}.{s}") for s in
+                                  ("x_shape", "x_hw", "tile_repeats", "bias_tiled"))
+        nodes += [
+            helper.make_node("Shape", [x], [shape], name=editor.fresh(f"{label}.shape")),
+            helper.make_node("Slice", [shape, editor.int64(f"{label}.two", [2]),
+                                       editor.int64(f"{label}.four", [4])],
+                             [hw], name=editor.fresh(f"{label}.hw")),
+            helper.make_node("Concat", [editor.int64(f"{label}.ones", [1, 1]), hw], [reps], axis=0,
+                             name=editor.fresh(f"{label}.repeats")),
+            helper.make_node("Tile", [b_name, reps], [tiled], name=editor.fresh(f"{label}.tile")),
+            helper.make_node("Add", [out, tiled], [y], name=editor.fresh(f"{label}.bias_add")),
+        ]
+    return nodes
