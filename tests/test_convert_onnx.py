@@ -215,6 +215,10 @@ def test_files_errors_and_verification(tmp_path, monkeypatch):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         upconv.convert_onnx(tmp_path / "bad.onnx")
+    unshaped = _subpixel_graph()
+    unshaped.graph.output[0].type.tensor_type.ClearField("shape")
+    with pytest.raises(ValueError, match=r"fails onnx\.checker"):
+        upconv.convert_onnx(unshaped)
     with pytest.raises(TypeError, match="ModelProto or a path"):
         upconv.convert_onnx(torch.nn.Conv2d(1, 1, 1))
 

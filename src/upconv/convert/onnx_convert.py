@@ -104,6 +104,10 @@ def convert_onnx(
     when outputs differ beyond float tolerance.
     """
     original = load_model(model_or_path)
+    try:
+        onnx.checker.check_model(original)
+    except onnx.checker.ValidationError as err:
+        raise ValueError(f"the input model fails onnx.checker, fix it first: {err}") from None
     model = load_model(original)
     report = ConversionReport("onnx graph")
     editor = GraphEditor(model.graph)
