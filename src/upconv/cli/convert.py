@@ -1,0 +1,132 @@
+"""``upconv convert``: convert a model's upsampling layers to deconvolutions and save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..algorithms import ALGORITHMS
+
+DEFAULT_SPATIAL = (64, 64)
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"1x1x321x481"`` → ``(1, 1, 321, 481)``; a BadParameter naming the format otherwise."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise click.BadParameter(f"{text!r} is not N x C x H x W with positive integers, "
+                                 "e.g. 1x1x321x481", param_hint="--input-shape")
+    return shape
+
+
+def _bundled_names() -> tuple[str, ...]:
+    from ..sr.pretrained import PRETRAINED
+
+    return tuple(PRETRAINED)
+
+
+def _bundled_model(name: str, random_weights: bool):
+    """The bundled ESPCN ``name`` (eval mode) and a note when its weights are random."""
+    from ..sr.models import ESPCN
+    from ..sr.pretrained import PRETRAINED, load_pretrained, pretrained_path
+
+    scale, upsampler = PRETRAINED[name]
+    if random_weights:
+        return ESPCN(scale, upsampler).eval(), "weights are random (--random-weights)"
+    if not pretrained_path(name).is_file():
+        raise click.ClickException(
+            f"the bundled weights for {name!r} are missing from this installation; pass "
+            "--random-weights to convert the untrained architecture")
+    return load_pretrained(name), None
+
+
+def _convert_torch(name, out, algorithm, shape, verify, random_weights):
+    import torch
+
+    from ..convert import convert as convert_model
+    from ..convert.onnx_export import export_onnx
+
+    if Path(out).suffix.lower() != ".onnx":
+        raise click.BadParameter("a converted PyTorch model is written as ONNX: use an "
+                                 ".onnx output path", param_hint="-o")
+    model, note = _bundled_model(name, random_weights)
+    shape = shape or (1, model.channels, *DEFAULT_SPATIAL)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    converted, report = convert_model(model, x, algorithm=algorithm, verify=verify)
+    if note:
+        report.notes.append(note)
+    return export_onnx(converted.eval(), x), report
+
+
+def _write_onnx(model, out: Path) -> None:
+    from ..sr.atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(out, model.SerializeToString())
+    except OSError as err:
+        raise click.ClickException(f"cannot write {out}: {err}") from None
+
+
+@click.command()
+@click.argument("source", metavar="IN")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the converted model (.onnx).")
+@click.option("--algorithm", type=click.Choice(("auto", *ALGORITHMS)), default="auto",
+              show_default=True,
+              help="Deconvolution algorithm of the converted PyTorch layers (ONNX inputs "
+                   "become ConvTranspose nodes and ignore it).")
+@click.option("--input-shape", "input_shape", metavar="NxCxHxW", default=None,
+              help="Input shape for verification, e.g. 1x1x321x481 (default: the model's "
+                   "static shape, dynamic dims 1 / 32 for ONNX; 1xCx64x64 for bundled models).")
+@click.option("--no-verify", is_flag=True, help="Skip running both models and comparing.")
+@click.option("--random-weights", is_flag=True,
+              help="For a bundled model name: convert the architecture with random weights.")
+def convert(source: str, out: str, algorithm: str, input_shape: str | None, no_verify: bool,
+            random_weights: bool) -> None:
+    """Convert IN (an .onnx file or a bundled model name) and write the result to -o OUT.
+
+    Prints what was converted and what was left alone, and why. Exits non-zero when the
+    converted model does not compute the same function or nothing was convertible.
+    """
+    from ..convert import VerificationError
+    from ..convert import convert_onnx as convert_onnx_model
+
+    shape = parse_shape(input_shape)
+    out_path = Path(out)
+    src_path = Path(source)
+    names = _bundled_names()
+    if src_path.is_file():
+        if out_path.exists() and out_path.resolve() == src_path.resolve():
+            raise click.BadParameter("the output would overwrite the input; choose another path",
+                                     param_hint="-o")
+        if src_path.suffix.lower() != ".onnx":
+            raise click.BadParameter(f"{source}: only .onnx files (or the bundled names "
+                                     f"{', '.join(names)}) can be converted", param_hint="IN")
+    elif source not in names:
+        raise click.BadParameter(f"{source!r} is neither an existing .onnx file nor a bundled "
+                                 f"model ({', '.join(names)})", param_hint="IN")
+    try:
+        if src_path.is_file():
+            model, report = convert_onnx_model(src_path, verify=not no_verify, input_shape=shape)
+        else:
+            model, report = _convert_torch(source, out, algorithm, shape, not no_verify,
+                                           random_weights)
+    except VerificationError as err:
+        raise click.ClickException(f"verification failed, nothing written: {err}") from None
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(str(report))
+    if not report.converted:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped)
+        raise click.ClickException(
+            "nothing was convertible, nothing written: "
+            + (reasons or "no sub-pixel (Conv → DepthToSpace) or nearest resize (Resize → "
+               "Conv) pattern found"))
+    _write_onnx(model, out_path)
+    click.echo(f"wrote {out_path}")
