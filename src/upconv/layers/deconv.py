@@ -38,23 +38,26 @@ def deconv2d_standard_ops(
     stride: IntPair,
     padding: Pad4,
     output_padding: IntPair,
+    bias_period: IntPair | None = None,
 ) -> Tensor:
     """:func:`upconv.deconv2d`'s result from ``F.conv_transpose2d``, a slice and an add.
 
-    Exports to ONNX as ``ConvTranspose`` (+ ``Slice`` for asymmetric crops) and, for a periodic
-    bias ``(C, bh, bw)``, a ``Tile`` of the bias to the output size + ``Add``; every size is
-    computed from the input's shape, so dynamic batch and spatial dimensions survive.
+    ``bias_period`` is ``(bh, bw)`` when ``bias`` is periodic ``(C, bh, bw)`` (given, not read
+    from the tensor, so symbolic tracers see no data-dependent branch). Exports to ONNX as
+    ``ConvTranspose`` (+ ``Slice`` for asymmetric crops) and, for a periodic bias, a ``Tile``
+    of the bias to the output size + ``Add``; sizes come from the input's shape, so dynamic
+    batch and spatial dimensions survive.
     """
     top, bottom, left, right = padding
     ph, pw = min(top, bottom), min(left, right)
-    flat_bias = bias if bias is not None and bias.ndim == 1 else None
-    y = F.conv_transpose2d(x, weight, flat_bias, stride, (ph, pw), output_padding)
+    y = F.conv_transpose2d(x, weight, None if bias_period else bias, stride, (ph, pw),
+                           output_padding)
     # Asymmetric crops: conv_transpose2d cropped min(before, after); drop the rest per side.
     top, bottom, left, right = top - ph, bottom - ph, left - pw, right - pw
     if top or bottom or left or right:
         y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
-    if bias is not None and bias.ndim == 3:
-        bh, bw = bias.shape[1], bias.shape[2]
+    if bias is not None and bias_period:
+        bh, bw = bias_period
         out_h, out_w = y.shape[2], y.shape[3]
         tiled = bias.repeat(1, (out_h + bh - 1) // bh, (out_w + bw - 1) // bw)
         y = y + tiled[:, :out_h, :out_w]
@@ -100,10 +103,12 @@ class Deconv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(self.in_channels, self.out_channels, *self.kernel_size, **factory)
         )
+        self.bias_period: IntPair | None = None
         if bias:
             shape = (self.out_channels,)
             if bias_period is not None:
-                shape += pair(bias_period, "bias_period", minimum=1)
+                self.bias_period = pair(bias_period, "bias_period", minimum=1)
+                shape += self.bias_period
             self.bias = nn.Parameter(torch.empty(shape, **factory))
         else:
             self.register_parameter("bias", None)
@@ -132,7 +137,7 @@ class Deconv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if is_graph_capture():
             return deconv2d_standard_ops(x, self.weight, self.bias, self.stride, self.padding,
-                                         self.output_padding)
+                                         self.output_padding, self.bias_period)
         return UF.deconv2d(x, self.weight, self.bias, self.stride, self.padding,
                            self.output_padding, algorithm=self.algorithm)
 
