@@ -140,8 +140,8 @@ def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model
               help="Profile name; saved as NAME.toml in the user profile folder.")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Write here instead of the user profile folder.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads while measuring [default: torch's current setting].")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads while measuring (cost --validate times with the same).")
 @click.option("--quick", is_flag=True, help="Smaller problems, fewer repeats (less accurate).")
 @click.option("--base", "base_profile", default="horowitz-45nm", show_default=True,
               help="Profile whose energies the calibrated profile keeps (energy is not measured).")
