@@ -221,3 +221,17 @@ def test_cli_calibrate_writes_a_loadable_profile(tmp_path):
 def test_upconv_exports_still_the_same_algorithms():
     assert tuple(STRATEGIES[1:]) == upconv.ALGORITHMS
     torch.manual_seed(0)
+
+
+def test_paper_comparison_rows():
+    from upconv.cost.paper import paper_comparison
+
+    rows = paper_comparison(load_profile())
+    published = [r for r in rows if r["case"].startswith("ESPCN as published")]
+    assert {(r["op"], r["scope"]) for r in published} == {
+        ("C-SP", "layer"), ("C-SP", "whole model"), ("C-NN", "layer"), ("C-NN", "whole model")}
+    for r in rows:  # REVD2 never costs more energy than the layer as trained
+        assert r["energy"] >= 1 and r["time"] >= 0.99, r
+    layer = next(r for r in published if r["op"] == "C-SP" and r["scope"] == "layer")
+    whole = next(r for r in published if r["op"] == "C-SP" and r["scope"] == "whole model")
+    assert whole["energy"] < layer["energy"]  # the trunk's convolutions dilute the gain

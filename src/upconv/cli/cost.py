@@ -54,11 +54,13 @@ def _pair(text: str, name: str) -> int | tuple[int, int]:
               show_default=True, help="Time: max(compute, memory) or their sum.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of the report.")
+@click.option("--paper", is_flag=True, help="Reproduce the paper's ESPCN x3 (321x481) ratios "
+              "under the profile, beside the published ones.")
 @click.option("--validate", is_flag=True, help="Also time the benchmark layers here and "
               "compare with the model's predictions (takes a minute; use a calibrated profile).")
 def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model_name,
          upsampler, onnx_path, input_shape, batch, dtype, profile_name, mode, as_json, plot,
-         validate) -> None:
+         paper, validate) -> None:
     """Work, traffic, time and energy of a layer or a model, as trained and converted.
 
     \b
@@ -73,7 +75,7 @@ def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model
 
     chosen = [name for name, v in (("--op", op), ("--model", model_name), ("--onnx", onnx_path))
               if v]
-    if len(chosen) != 1 and not validate:
+    if len(chosen) != 1 and not (validate or paper):
         raise click.UsageError("give exactly one of --op, --model or --onnx"
                                + (f" (got {', '.join(chosen)})" if chosen else ""))
     try:
@@ -107,6 +109,11 @@ def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model
         report = build_report(model, profile, mode) if model is not None else None
     except (ValueError, TypeError) as err:
         raise click.ClickException(str(err)) from None
+    if paper:
+        from ..cost.paper import paper_comparison
+
+        rows = paper_comparison(profile)
+        report = (report or {}) | {"paper": rows}
     if validate:
         from ..cost.validate import print_validation, validate_model
 
@@ -129,6 +136,10 @@ def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model
         return
     if report and "upsampling" in report:
         print_report(report)
+    if paper:
+        from ..cost.paper import print_paper
+
+        print_paper(report["paper"], profile.name)
     if validate:
         print_validation(report["validation"])
     if plot:

@@ -108,14 +108,17 @@ def _table(title: str, rows: dict[str, dict]):
     return table
 
 
-def print_report(report: dict, console=None) -> None:
-    """Rich tables: one per upsampling layer, then the whole model."""
+def wide_console():
+    """A rich console; when piped, 180 columns wide rather than squeezed into 80."""
     from rich.console import Console
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-            console = Console(width=180)
+    console = Console()
+    return console if console.is_terminal else Console(width=180)
+
+
+def print_report(report: dict, console=None) -> None:
+    """Rich tables: one per upsampling layer, then the whole model."""
+    console = console or wide_console()
     p = report["profile"]
     console.print(f"[bold]{report['model']}[/bold] input {tuple(report['input_shape'])}, "
                   f"{report['dtype']}, profile [bold]{p['name']}[/bold] ({report['mode']}); "

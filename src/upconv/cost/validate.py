@@ -166,10 +166,11 @@ def validate_model(profile: HardwareProfile, layers: tuple[BenchLayer, ...] = BE
 
 
 def print_validation(results: dict, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from .report import wide_console
+
+    console = console or wide_console()
     table = Table(title=f"predicted ({results['profile']}, {results['mode']}) vs measured here, "
                   f"{results['threads']} thread(s), median of {results['repeats']}",
                   title_justify="left")
