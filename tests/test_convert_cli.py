@@ -88,7 +88,7 @@ def test_refuses_to_overwrite_the_input(tmp_path):
 def test_bundled_model_name(tmp_path):
     out = tmp_path / "espcn.onnx"
     args = ["convert", "espcn-resize-x3", "-o", str(out), "--input-shape", "1x1x10x12",
-            "--algorithm", "revd2"]
+            "--algorithm", "stdd"]
     result = CliRunner().invoke(main, [*args, "--random-weights"])
     assert result.exit_code == 0, result.output
     assert "converted  resize x3 at upsample" in result.output

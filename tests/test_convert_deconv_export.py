@@ -21,7 +21,8 @@ from upconv.layers.deconv import deconv2d_standard_ops, is_graph_capture
 def _layer(seed=0, **kw) -> upconv.Deconv2d:
     torch.manual_seed(seed)
     args = {"in_channels": 3, "out_channels": 2, "kernel_size": (6, 4), "stride": (3, 2),
-            "padding": (4, 2, 1, 3), "output_padding": (1, 1), "bias_period": (3, 2)}
+            "padding": (4, 2, 1, 3), "output_padding": (1, 1), "bias_period": (3, 2),
+            "algorithm": "stdd"}  # eager side: a reference algorithm
     args.update(kw)
     return upconv.Deconv2d(**args)
 

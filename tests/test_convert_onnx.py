@@ -59,7 +59,7 @@ def test_architecture_onnx_paths(name):
         np.testing.assert_allclose(_ort(converted, xx.numpy()), want, rtol=1e-4, atol=1e-5)
 
     # 2. ONNX export of the torch-converted model.
-    torch_converted, _ = upconv.convert(model, x)
+    torch_converted, _ = upconv.convert(model, x, algorithm="stdd")
     exported = export_onnx(torch_converted, x)
     assert _dims(exported) == ["N", shape[1], "H", "W"]
     for xx, want in ((x, want_small), (bigger, want_big)):
@@ -68,7 +68,7 @@ def test_architecture_onnx_paths(name):
 
 def test_dynamo_export_of_converted_model():
     model, _, _ = archs.build("edsr-x4")
-    converted, _ = upconv.convert(model)
+    converted, _ = upconv.convert(model, algorithm="stdd")
     x = torch.randn(1, 3, 5, 7)
     program = torch.onnx.export(converted, (x,), dynamo=True, verbose=False,
                                 dynamic_shapes=({0: "N", 2: "H", 3: "W"},))

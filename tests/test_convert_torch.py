@@ -16,6 +16,10 @@ import upconv
 from upconv.convert import VerificationError, convert, fx_subpixel
 from upconv.sr import ESPCN
 
+# A reference deconvolution algorithm: these tests check the conversion, not the fast engine
+# ("auto", the default, is exercised by test_default_input_and_training_mode_kept).
+REF = "stdd"
+
 
 def _counts(report) -> dict[str, int]:
     kinds = [s.kind for s in report.converted]
@@ -33,7 +37,7 @@ def test_architecture_sites_and_outputs(name):
     model, expected, shape = archs.build(name)
     before = copy.deepcopy(model.state_dict())
     x = torch.randn(*shape)
-    converted, report = convert(model, x)
+    converted, report = convert(model, x, algorithm=REF)
     assert _counts(report) == expected, str(report)
     assert report.method == "torch.fx"
     assert report.verified and report.max_rel_error < 1e-5
@@ -53,8 +57,8 @@ def test_architecture_sites_and_outputs(name):
 
 def test_state_dict_round_trip():
     model, _, shape = archs.build("edsr-x4", seed=0)
-    converted, _ = convert(model)
-    fresh, _ = convert(archs.build("edsr-x4", seed=1)[0])
+    converted, _ = convert(model, algorithm=REF)
+    fresh, _ = convert(archs.build("edsr-x4", seed=1)[0], algorithm=REF)
     x = torch.randn(*shape)
     with torch.no_grad():
         assert not torch.allclose(fresh(x), converted(x))
@@ -66,7 +70,7 @@ def test_state_dict_round_trip():
 
 def test_unsupported_patterns_are_reported_not_crashed_on():
     model = archs.Mixed().eval()
-    _, report = convert(model, torch.randn(1, 1, 8, 8))
+    _, report = convert(model, torch.randn(1, 1, 8, 8), algorithm=REF)
     reasons = {s.path.split(" ")[0]: s.reason for s in report.skipped}
     assert len(report.converted) == 1 and report.converted[0].bias == "periodic"
     assert "used elsewhere" in reasons["shared"]
@@ -85,7 +89,7 @@ def test_unsupported_patterns_are_reported_not_crashed_on():
 def test_untraceable_model_uses_sequential_fallback():
     model = archs.Untraceable().eval()
     x = torch.randn(1, 1, 6, 5)
-    converted, report = convert(model, x)
+    converted, report = convert(model, x, algorithm=REF)
     assert report.method == "nn.Sequential fallback"
     assert "control flow" in report.fallback_reason
     assert [(s.path, s.kind) for s in report.converted] == [("up.0", "sub-pixel"),
@@ -99,12 +103,12 @@ def test_untraceable_model_uses_sequential_fallback():
 @pytest.mark.parametrize("upsampler", ["subpixel", "resize"])
 def test_upconv_layers_are_sites(upsampler):
     model = ESPCN(scale=3, upsampler=upsampler).eval()
-    converted, report = convert(model, torch.randn(1, 1, 5, 6), algorithm="tdc")
+    converted, report = convert(model, torch.randn(1, 1, 5, 6), algorithm="revd")
     (site,) = report.converted
-    assert site.path == "upsample" and site.algorithm == "tdc"
+    assert site.path == "upsample" and site.algorithm == "revd"
     assert site.kind == ("sub-pixel" if upsampler == "subpixel" else "resize")
     assert isinstance(converted.upsample, upconv.Deconv2d)
-    assert converted.upsample.algorithm == "tdc"
+    assert converted.upsample.algorithm == "revd"
 
 
 def test_verification_failure_raises_with_errors(monkeypatch):
@@ -119,9 +123,9 @@ def test_verification_failure_raises_with_errors(monkeypatch):
     monkeypatch.setattr(fx_subpixel, "subpixel_deconv", wrong)
     model, _, shape = archs.build("espcn-x2")
     with pytest.raises(VerificationError, match=r"max abs error .* max rel error") as err:
-        convert(model, torch.randn(*shape))
+        convert(model, torch.randn(*shape), algorithm=REF)
     assert err.value.report.max_abs_error > 1e-3
-    _, report = convert(model, torch.randn(*shape), verify=False)
+    _, report = convert(model, torch.randn(*shape), algorithm=REF, verify=False)
     assert not report.verified and "not verified" in str(report)
 
 
@@ -171,10 +175,35 @@ def test_any_site_geometry(cin, c, kh, kw, rh, rw, bias, resize, functional, h, 
         rw = rh  # pixel shuffle has one factor
     model = _FunctionalSite(cin, c, (kh, kw), (rh, rw), bias, resize, functional).double().eval()
     x = torch.randn(2, cin, h, w, dtype=torch.float64)
-    converted, report = convert(model, x, algorithm="revd2")
+    converted, report = convert(model, x, algorithm=REF)
     (site,) = report.converted
     assert site.scale == (rh, rw) and site.kernel_size == (kh, kw)
     assert report.max_rel_error < 1e-10
     x2 = torch.randn(1, cin, h + 2, w + 1, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(converted(x2), model(x2))
+
+
+class _Branches(nn.Module):
+    """Two sub-pixel branches (module and functional shuffle) and a resize branch, summed."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(2, 12, 3, padding=1), nn.PixelShuffle(2))
+        self.b = nn.Conv2d(2, 12, 5, padding=2, bias=False)
+        self.c = nn.Conv2d(2, 3, (3, 1), padding=(1, 0))
+
+    def forward(self, x):
+        up = F.interpolate(x, scale_factor=(2, 2), mode="nearest-exact")
+        return self.a(x) + F.pixel_shuffle(self.b(x), 2) + self.c(up)
+
+
+def test_multiple_branches_all_converted():
+    model = _Branches().eval()
+    converted, report = convert(model, torch.randn(1, 2, 5, 4), algorithm=REF)
+    assert sorted((s.path, s.kind, s.deconv_kernel_size) for s in report.converted) == [
+        ("a.0", "sub-pixel", (6, 6)), ("b", "sub-pixel", (10, 10)), ("c", "resize", (4, 2))]
+    assert not report.skipped
+    x = torch.randn(3, 2, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), model(x), rtol=1e-4, atol=1e-5)
