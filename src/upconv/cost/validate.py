@@ -136,14 +136,22 @@ def validate_model(profile: HardwareProfile, layers: tuple[BenchLayer, ...] = BE
 
     extra = ["torch"] + (["revd2-compiled"] if (compiled_available() if compiled is None
                                                 else compiled) else [])
-    cases = []
+    cases: list[dict] = []
+    skipped: list[str] = []
     with torch_threads(threads), torch.no_grad():
         for layer in layers:
             lc = layer_cost(layer.spec, layer.batch, "float32")
             for strategy in (*STRATEGIES, *extra):
                 counts = lc.counts[PREDICTED_AS.get(strategy, strategy)]
                 predicted = estimate(counts, profile, mode).time_s
-                measured = median_seconds(_runner(layer, strategy), repeats)
+                try:
+                    measured = median_seconds(_runner(layer, strategy), repeats)
+                except Exception as err:  # the compiled engine is optional; note and go on
+                    if strategy != "revd2-compiled":
+                        raise
+                    skipped.append(f"{layer.name}/{strategy}: {type(err).__name__}: "
+                                   f"{str(err).splitlines()[0][:200]}")
+                    continue
                 cases.append({"layer": layer.name, "strategy": strategy,
                               "predicted_s": predicted, "measured_s": measured,
                               "measured_over_predicted": measured / predicted})
@@ -162,6 +170,7 @@ def validate_model(profile: HardwareProfile, layers: tuple[BenchLayer, ...] = BE
         "median_abs_log10_error": sorted(abs(v) for v in logs)[len(logs) // 2],
         "geometric_mean_measured_over_predicted": 10 ** (sum(logs) / len(logs)),
         "worst": [(c["layer"], c["strategy"], c["measured_over_predicted"]) for c in worst[:5]],
+        "skipped": skipped,
     }
 
 
@@ -188,3 +197,5 @@ def print_validation(results: dict, console=None) -> None:
                   f"{results['geometric_mean_measured_over_predicted']:.2f}")
     console.print("largest misses: " + "; ".join(f"{a}/{b} x{r:.2f}"
                                                  for a, b, r in results["worst"]))
+    for line in results.get("skipped", []):
+        console.print(f"skipped {line}")
