@@ -189,6 +189,10 @@ def test_batch_and_dtype_scale_what_they_should():
     one, four = count("D-SP", **ESPCN_UP), count("D-SP", batch=4, **ESPCN_UP)
     assert four.macs == 4 * one.macs and four.activation_traffic == 4 * one.activation_traffic
     assert four.weight_reads == one.weight_reads  # the batch shares the weights
+    for op, algorithm in (("C-SP", None), ("C-NN", None), *(("D-NN", a) for a in
+                                                             upconv.ALGORITHMS)):
+        batched = count(op, batch=3, algorithm=algorithm, **ESPCN_UP)
+        assert batched.per_image() == count(op, algorithm=algorithm, **ESPCN_UP)
     f32 = count("C-SP", **ESPCN_UP)
     i8 = count("C-SP", dtype="int8", **ESPCN_UP)
     assert i8.macs == f32.macs and i8.temporary_bytes * 4 == f32.temporary_bytes

@@ -64,6 +64,10 @@ def test_espcn_walk_and_converted_espcn_agree():
         assert replace(as_run, op="D-" + kind[2:]) == mc.layers[3].counts["tdc"]
     with pytest.raises(ValueError, match=r"input_shape must be \(N, C, H, W\)"):
         walk_module(net, (1, 20, 30))
+    with pytest.raises(ValueError, match="forward pass fails on an input of shape"):
+        walk_module(net, (1, 3, 20, 30))  # ESPCN takes one channel
+    auto = walk_module(net.to_deconv("auto"), (1, 1, 8, 8))
+    assert auto.layers[3].counts["trained"].algorithm == "revd2"
     with pytest.raises(TypeError, match=r"nn\.Module"):
         walk_module("espcn", (1, 1, 8, 8))
 

@@ -99,6 +99,24 @@ class Counts:
     def label(self) -> str:
         return self.op if self.algorithm is None else f"{self.op}/{self.algorithm}"
 
+    def per_image(self) -> Counts:
+        """The counts of one image of the batch (weights are still read once)."""
+        n = self.batch
+
+        def one(value: int) -> int:
+            if value % n:
+                raise ValueError(f"{value} is not a multiple of the batch {n}")
+            return value // n
+
+        traffic = tuple(replace(t, elements=t.elements if t.role == "weight" else one(t.elements),
+                                reads=t.reads if t.role == "weight" else one(t.reads),
+                                writes=one(t.writes)) for t in self.traffic)
+        return replace(self, batch=1, macs=one(self.macs), zero_macs=one(self.zero_macs),
+                       activation_traffic=one(self.activation_traffic),
+                       transform_traffic=one(self.transform_traffic),
+                       partial_sum_traffic=one(self.partial_sum_traffic),
+                       temporary_bytes=one(self.temporary_bytes), traffic=traffic)
+
     def as_dict(self) -> dict[str, object]:
         """Plain JSON-ready fields (traffic as a list of dicts)."""
         out = {k: getattr(self, k) for k in (

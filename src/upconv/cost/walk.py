@@ -184,7 +184,11 @@ def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
         calls.clear()
         stack.clear()
         names = {id(mod): n or type(mod).__name__ for n, mod in model.named_modules()}
-        run(model, "cpu")
+        try:
+            run(model, "cpu")
+        except RuntimeError as err:
+            raise ValueError(f"the model's forward pass fails on an input of shape {shape}: "
+                             f"{str(err).splitlines()[0]}") from None
 
     specs: list[LayerSpec] = []
     consumed: set[int] = set()
@@ -206,6 +210,8 @@ def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
                                  "supported by the cost model")
             pad = padding4(mod.padding)
             trained = mod.algorithm if isinstance(mod, Deconv2d) else "stdd"
+            if trained not in ALGORITHMS:  # "auto" resolves to the paper's algorithm
+                trained = "revd2"
             specs.append(LayerSpec(lname, "deconv", dict(
                 in_channels=mod.in_channels, out_channels=mod.out_channels,
                 kernel_size=tuple(mod.kernel_size), stride=tuple(mod.stride), padding=pad,
