@@ -51,7 +51,7 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
 @click.option("--algorithm", type=click.Choice(ALGORITHM_CHOICES), default="revd2",
               show_default=True,
               help="conv: the model as trained; others: its upsampler as a deconvolution.")
-@click.option("--tile", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--tile", type=click.IntRange(min=16), default=256, show_default=True,
               help="Process tiles of N×N low-res pixels (with a halo); output is identical.")
 @click.option("--fast", is_flag=True,
               help="Let oneDNN pick convolution kernels per tile size: faster on CPU, but tiled "
@@ -66,8 +66,11 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, thre
 
     _threads(threads)
     net = _edge_model(_load(model, scale), algorithm)
-    failures = upscale_files(inputs, net, outdir=outdir, tile=tile, exact=not fast,
-                             overwrite=overwrite, echo=click.echo)
+    try:
+        failures = upscale_files(inputs, net, outdir=outdir, tile=tile, exact=not fast,
+                                 overwrite=overwrite, echo=click.echo)
+    except OSError as err:
+        raise click.ClickException(str(err)) from None
     if failures:
         raise click.ClickException(f"{failures} of {len(inputs)} file(s) failed (see above)")
 
@@ -116,7 +119,7 @@ def evaluate(folder, scale, model, algorithm, per_image, threads) -> None:
     for s in shown:
         table.add_row(s.name, *(f"{s.psnr[m]:.3f} / {s.ssim[m]:.4f}" for m in METHODS),
                       f"{s.max_diff:.2e}")
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} image(s) could not be evaluated")
 

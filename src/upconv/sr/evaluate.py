@@ -36,7 +36,8 @@ def y_scores(pred: np.ndarray, truth: np.ndarray, border: int) -> tuple[float, f
     p, t = shave(pred, border).astype(np.float64), shave(truth, border).astype(np.float64)
     if min(p.shape) < 7:
         raise ValueError(f"image too small for SSIM's 7×7 window after cropping: {p.shape}")
-    psnr = peak_signal_noise_ratio(t, p, data_range=1.0)
+    with np.errstate(divide="ignore"):  # identical images: PSNR is +inf, not a warning
+        psnr = peak_signal_noise_ratio(t, p, data_range=1.0)
     ssim = structural_similarity(t, p, data_range=1.0)
     return float(psnr), float(ssim)
 

@@ -24,7 +24,7 @@ def upscale_image(img: Image.Image, model: nn.Module, tile: int | None = None,
     y = torch.from_numpy(luma(img))[None, None]
     dtype = next(model.parameters()).dtype
     up = upscale_tiled(model, y.to(dtype), tile, exact=exact)[0, 0]
-    return merge_luma(up.float().clamp_(0, 1).numpy(), img)
+    return merge_luma(up.float().clamp(0, 1).numpy(), img)
 
 
 def output_path(src: Path, scale: int, outdir: Path | None, taken: set[Path],
