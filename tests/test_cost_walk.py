@@ -185,6 +185,20 @@ def test_cli_layer_table_json_and_plot(tmp_path):
     assert [p.name for p in png.parent.iterdir()] == ["layer.png"]
 
 
+def test_cli_direct_deconvolution():
+    res = CliRunner().invoke(main, [
+        "cost", "--op", "deconv", "--in-channels", "8", "--out-channels", "4", "--kernel-size",
+        "4,3", "--stride", "2,3", "--padding", "1,2,0,1", "--output-padding", "1,0",
+        "--height", "6", "--width", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["upsampling"][0]["strategies"]
+    want = count_deconv(in_channels=8, out_channels=4, kernel_size=(4, 3), stride=(2, 3),
+                        padding=(1, 2, 0, 1), output_padding=(1, 0), height=6, width=5,
+                        algorithm="revd")
+    assert rows["revd"]["counts"]["partial_sum_traffic"] == want.partial_sum_traffic
+    assert rows["trained"]["labels"] == ["deconv/stdd"]
+
+
 def test_cli_model_and_onnx(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["cost", "--model", "espcn", "--scale", "2", "--input-shape",
@@ -199,7 +213,11 @@ def test_cli_model_and_onnx(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["cost"], "give exactly one of --op, --model or --onnx"),
-    (["cost", "--op", "D-SP", "--in-channels", "4"], "--op needs --out-channels"),
+    (["cost", "--op", "D-SP", "--in-channels", "4"], "--op D-SP needs --out-channels"),
+    (["cost", "--op", "deconv", "--in-channels", "4", "--out-channels", "1", "--height", "4",
+      "--width", "4"], "--op deconv needs --stride"),
+    (["cost", "--op", "deconv", "--in-channels", "4", "--out-channels", "1", "--height", "2",
+      "--width", "4", "--stride", "1", "--kernel-size", "1", "--padding", "1"], "crops away"),
     (["cost", "--model", "espcn", "--input-shape", "1x1x10"], "is not NxCxHxW"),
     (["cost", "--model", "unet"], "unknown model 'unet'"),
     (["cost", "--model", "espcn", "--profile", "nope"], "no hardware profile named 'nope'"),

@@ -7,7 +7,7 @@ import re
 
 import click
 
-OPS = ("C-SP", "C-NN", "D-SP", "D-NN")
+OPS = ("C-SP", "C-NN", "D-SP", "D-NN", "deconv")
 DTYPE_CHOICES = ("float32", "float16", "int8")
 
 
@@ -20,22 +20,29 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(v) for v in text.split("x"))
 
 
-def _pair(text: str, name: str) -> int | tuple[int, int]:
-    if not re.fullmatch(r"\d+(,\d+)?", text):
-        raise click.BadParameter(f"{text!r} is not an integer or two (e.g. 3 or 3,2)",
-                                 param_hint=name)
+def _pair(text: str, name: str, four: bool = False) -> int | tuple[int, ...]:
+    pattern = r"\d+(,\d+)?" + (r"|\d+(,\d+){3}" if four else "")
+    if not re.fullmatch(pattern, text):
+        raise click.BadParameter(f"{text!r} is not an integer or two (e.g. 3 or 3,2)"
+                                 + (" or four" if four else ""), param_hint=name)
     values = tuple(int(v) for v in text.split(","))
     return values[0] if len(values) == 1 else values  # type: ignore[return-value]
 
 
 @click.command()
 @click.option("--op", type=click.Choice(OPS), help="Count one upsampling layer of this kind "
-              "(C-SP/D-SP: sub-pixel; C-NN/D-NN: resize conv) under every strategy.")
+              "(C-SP/D-SP: sub-pixel; C-NN/D-NN: resize conv; deconv: a deconvolution given "
+              "by --kernel-size, --stride, --padding) under every strategy.")
 @click.option("--in-channels", type=click.IntRange(min=1), help="Layer input channels.")
 @click.option("--out-channels", type=click.IntRange(min=1), help="Layer output channels C.")
 @click.option("--kernel-size", default="3", show_default=True,
               help="Trained conv kernel: K or Kh,Kw.")
 @click.option("--scale", default="3", show_default=True, help="Upsampling scale: r or rh,rw.")
+@click.option("--stride", help="Deconvolution stride s or sh,sw (--op deconv).")
+@click.option("--padding", default="0", show_default=True,
+              help="Deconvolution crops: P, Ph,Pw or top,bottom,left,right (--op deconv).")
+@click.option("--output-padding", default="0", show_default=True,
+              help="Deconvolution output padding (--op deconv).")
 @click.option("--height", type=click.IntRange(min=1), help="Input height (layer mode).")
 @click.option("--width", type=click.IntRange(min=1), help="Input width (layer mode).")
 @click.option("--model", "model_name", help="A bundled model by name: espcn.")
@@ -58,7 +65,8 @@ def _pair(text: str, name: str) -> int | tuple[int, int]:
               "under the profile, beside the published ones.")
 @click.option("--validate", is_flag=True, help="Also time the benchmark layers here and "
               "compare with the model's predictions (takes a minute; use a calibrated profile).")
-def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model_name,
+def cost(op, in_channels, out_channels, kernel_size, scale, stride, padding, output_padding,
+         height, width, model_name,
          upsampler, onnx_path, input_shape, batch, dtype, profile_name, mode, as_json, plot,
          paper, validate) -> None:
     """Work, traffic, time and energy of a layer or a model, as trained and converted.
@@ -89,12 +97,17 @@ def cost(op, in_channels, out_channels, kernel_size, scale, height, width, model
             missing = [f"--{n.replace('_', '-')}" for n, v in (
                 ("in_channels", in_channels), ("out_channels", out_channels),
                 ("height", height), ("width", width)) if v is None]
+            if op == "deconv" and stride is None:
+                missing.append("--stride")
             if missing:
-                raise click.UsageError(f"--op needs {', '.join(missing)}")
+                raise click.UsageError(f"--op {op} needs {', '.join(missing)}")
+            geometry = {} if op != "deconv" else dict(
+                stride=_pair(stride, "--stride"), padding=_pair(padding, "--padding", True),
+                output_padding=_pair(output_padding, "--output-padding"))
             model = layer_model(op, in_channels=in_channels, out_channels=out_channels,
                                 kernel_size=_pair(kernel_size, "--kernel-size"),
                                 scale=_pair(scale, "--scale"), height=height, width=width,
-                                batch=batch, dtype=dtype)
+                                batch=batch, dtype=dtype, **geometry)
         elif model_name:
             r = _pair(scale, "--scale")
             if not isinstance(r, int):

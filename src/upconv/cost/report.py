@@ -18,15 +18,27 @@ COUNT_FIELDS = ("macs", "zero_macs", "weight_reads", "activation_traffic", "tran
 
 
 def layer_model(op: str, *, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
-                scale: int | Sequence[int], height: int, width: int, batch: int = 1,
-                dtype: str = "float32") -> ModelCost:
-    """One upsampling layer (``op`` C-SP / D-SP or C-NN / D-NN) as a one-layer model."""
-    kinds = {"C-SP": "C-SP", "D-SP": "C-SP", "C-NN": "C-NN", "D-NN": "C-NN"}
+                scale: int | Sequence[int] = 1, height: int, width: int, batch: int = 1,
+                dtype: str = "float32", stride: int | Sequence[int] | None = None,
+                padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0
+                ) -> ModelCost:
+    """One upsampling layer as a one-layer model: ``op`` C-SP / D-SP or C-NN / D-NN (the
+    trained kernel and scale), or ``"deconv"`` (a deconvolution given directly by its kernel,
+    ``stride``, ``padding`` and ``output_padding``; "trained" then means PyTorch's STDD)."""
+    kinds = {"C-SP": "C-SP", "D-SP": "C-SP", "C-NN": "C-NN", "D-NN": "C-NN", "deconv": "deconv"}
     if op not in kinds:
         raise ValueError(f"op must be one of {', '.join(kinds)}; got {op!r}")
-    spec = LayerSpec(op, kinds[op], dict(
-        in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-        scale=scale, height=height, width=width))
+    if op == "deconv":
+        if stride is None:
+            raise ValueError("op='deconv' needs a stride")
+        spec = LayerSpec(op, "deconv", dict(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+            stride=stride, padding=padding, output_padding=output_padding, height=height,
+            width=width))
+    else:
+        spec = LayerSpec(op, kinds[op], dict(
+            in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+            scale=scale, height=height, width=width))
     layer = layer_cost(spec, batch, dtype)
     shape = (batch, in_channels, height, width)
     return ModelCost(f"{kinds[op]} layer", shape, dtype, (layer,))
