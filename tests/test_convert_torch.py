@@ -207,3 +207,18 @@ def test_multiple_branches_all_converted():
     x = torch.randn(3, 2, 6, 7)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_statistics_untouched_in_train_mode():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.PixelShuffle(2))
+    model.train()
+    converted, report = convert(model, torch.randn(2, 1, 6, 6) * 5 + 3, algorithm=REF)
+    assert converted.training and len(report.converted) == 1
+    torch.testing.assert_close(converted.state_dict()["1.running_mean"], torch.zeros(4))
+    torch.testing.assert_close(model.state_dict()["1.running_mean"], torch.zeros(4))
+
+
+def test_example_inputs_the_model_rejects():
+    with pytest.raises(ValueError, match="example inputs of shape"):
+        convert(archs.ESPCN(2), torch.randn(1, 3, 8, 8), algorithm=REF)

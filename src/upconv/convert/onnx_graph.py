@@ -36,6 +36,10 @@ class GraphEditor:
 
     def __init__(self, graph: onnx.GraphProto) -> None:
         self.graph = graph
+        self._index()
+
+    def _index(self) -> None:
+        graph = self.graph
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in graph.node:
@@ -48,8 +52,9 @@ class GraphEditor:
         self.graph_outputs = {o.name for o in graph.output}
         self._names = set(self.producer) | set(self.initializers) | {i.name for i in graph.input}
         self._names |= {n.name for n in graph.node}
-        self._removed: set[int] = set()
-        self._inserted: dict[int, list[onnx.NodeProto]] = {}
+        # Nodes are keyed by their outputs (unique in an SSA graph), not by Python identity.
+        self._removed: set[tuple[str, ...]] = set()
+        self._inserted: dict[tuple[str, ...], list[onnx.NodeProto]] = {}
         self._new_initializers: list[onnx.TensorProto] = []
 
     def fresh(self, stem: str) -> str:
@@ -87,19 +92,19 @@ class GraphEditor:
         return self.add_initializer(stem, np.asarray(values, dtype=np.int64))
 
     def is_removed(self, node: onnx.NodeProto) -> bool:
-        return id(node) in self._removed
+        return tuple(node.output) in self._removed
 
     def replace(self, old: list[onnx.NodeProto], new: list[onnx.NodeProto]) -> None:
         """Queue: drop ``old`` (in graph order, the last one marks the spot), insert ``new``."""
-        self._removed.update(id(n) for n in old)
-        self._inserted[id(old[-1])] = new
+        self._removed.update(tuple(n.output) for n in old)
+        self._inserted[tuple(old[-1].output)] = new
 
     def commit(self) -> None:
         """Apply the queued replacements; drop initializers and value_info left unused."""
         nodes: list[onnx.NodeProto] = []
         for node in self.graph.node:
-            nodes.extend(self._inserted.get(id(node), []))
-            if id(node) not in self._removed:
+            nodes.extend(self._inserted.get(tuple(node.output), []))
+            if tuple(node.output) not in self._removed:
                 nodes.append(node)
         self.graph.ClearField("node")
         self.graph.node.extend(nodes)
@@ -116,7 +121,7 @@ class GraphEditor:
         keep_vi = [v for v in self.graph.value_info if v.name in produced]
         self.graph.ClearField("value_info")
         self.graph.value_info.extend(keep_vi)
-        self.__init__(self.graph)  # re-index
+        self._index()
 
     def only_consumer(self, name: str) -> onnx.NodeProto:
         """The one node reading tensor ``name``; :class:`Unsupported` otherwise."""

@@ -123,8 +123,15 @@ def convert(
         converted: nn.Module = work
     else:
         report = ConversionReport("torch.fx")
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*inputs)
+        gm.eval()  # shape propagation must not update BatchNorm statistics
+        try:
+            with torch.no_grad():
+                ShapeProp(gm).propagate(*inputs)
+        except Exception as err:
+            shapes = [tuple(t.shape) for t in inputs if isinstance(t, Tensor)]
+            raise ValueError(f"running the model on example inputs of shape {shapes} failed "
+                             f"({type(err).__name__}: {err}); pass example_inputs the model "
+                             "accepts") from err
         rewrite_upconv_layers(gm, algorithm, report)
         rewrite_subpixel(gm, algorithm, report)
         rewrite_resize(gm, algorithm, report)
