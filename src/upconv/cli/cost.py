@@ -65,10 +65,11 @@ def _pair(text: str, name: str, four: bool = False) -> int | tuple[int, ...]:
               "under the profile, beside the published ones.")
 @click.option("--validate", is_flag=True, help="Also time the benchmark layers here and "
               "compare with the model's predictions (takes a minute; use a calibrated profile).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads for --validate (calibrate with the same).")
 def cost(op, in_channels, out_channels, kernel_size, scale, stride, padding, output_padding,
-         height, width, model_name,
-         upsampler, onnx_path, input_shape, batch, dtype, profile_name, mode, as_json, plot,
-         paper, validate) -> None:
+         height, width, model_name, upsampler, onnx_path, input_shape, batch, dtype,
+         profile_name, mode, as_json, plot, paper, validate, threads) -> None:
     """Work, traffic, time and energy of a layer or a model, as trained and converted.
 
     \b
@@ -130,7 +131,7 @@ def cost(op, in_channels, out_channels, kernel_size, scale, stride, padding, out
     if validate:
         from ..cost.validate import print_validation, validate_model
 
-        results = validate_model(profile)
+        results = validate_model(profile, threads=threads, mode=mode)
         if report is not None:
             report["validation"] = results
         else:
