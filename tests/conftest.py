@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
 
@@ -9,3 +10,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("upconv")
+
+# algorithm="auto" caches its timings on disk: keep test runs out of the user's cache directory
+os.environ["UPCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="upconv-test-cache-")

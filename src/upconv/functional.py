@@ -5,7 +5,7 @@ The nn.Modules in :mod:`upconv.layers` are thin wrappers around these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -136,12 +136,34 @@ def deconv2d(
     ``algorithm`` is one of :data:`upconv.ALGORITHMS`, or ``"auto"``.
     """
     call = check_deconv(x, weight, bias, stride, padding, output_padding, groups)
-    algorithm = check_algorithm(algorithm)
-    if algorithm == AUTO:  # until the autotuner lands: the paper's algorithm
-        algorithm = "revd2"
-    impl = REFERENCES[algorithm]
+    impl = implementation(call, check_algorithm(algorithm))
     return impl(call.x, call.weight, call.bias, call.stride, call.padding,
                 call.output_padding, call.out_size)
+
+
+def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
+    """The function that runs ``call`` with ``algorithm``.
+
+    ``"revd2"``: the compiled kernel (:mod:`upconv.kernels`) for float32 CPU inference, the
+    readable reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
+    ``conv2d`` + pixel shuffle. ``"auto"``: the fastest of those and PyTorch's
+    ``conv_transpose2d``, timed once per shape (:mod:`upconv.autotune`). ``"stdd"``,
+    ``"strd"``, ``"revd"``: their references.
+    """
+    if algorithm == AUTO:
+        from .autotune import resolve
+
+        return resolve(call)
+    if algorithm == "revd2":
+        from .kernels import deconv2d_revd2_compiled, unsupported_reason
+
+        if unsupported_reason(call.x, call.weight, call.bias) is None:
+            return deconv2d_revd2_compiled
+    if algorithm == "tdc":
+        from .kernels.torch_paths import deconv2d_tdc_torch
+
+        return deconv2d_tdc_torch
+    return REFERENCES[algorithm]
 
 
 def pixel_shuffle(x: Tensor, scale: ScaleLike) -> Tensor:
@@ -186,6 +208,7 @@ __all__ = [
     "check_algorithm",
     "check_deconv",
     "deconv2d",
+    "implementation",
     "pixel_shuffle",
     "resize_conv2d",
     "sub_pixel_conv2d",

@@ -1,0 +1,173 @@
+"""``algorithm="auto"``: time the candidate implementations once per layer shape, keep the fastest.
+
+Candidates (all exact deconvolutions with :func:`upconv.deconv2d`'s contract):
+
+* ``"revd2-numba"``: the compiled REVD2 kernel (:mod:`upconv.kernels`);
+* ``"tdc-torch"``: TDC as PyTorch ``conv2d`` + pixel shuffle (oneDNN GEMM);
+* ``"stdd-torch"``: PyTorch's ``conv_transpose2d``.
+
+A choice is keyed by a version string (upconv, torch, numba, CPU) plus the call's signature
+(shapes, stride, crops, bias kind, dtype, memory format) and the thread count, kept in memory
+and in ``autotune.json`` under the user cache directory (``UPCONV_CACHE_DIR`` overrides it),
+written atomically. Delete that file to re-tune.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .functional import DeconvCall
+
+Impl = Callable[..., Tensor]
+
+CACHE_ENV = "UPCONV_CACHE_DIR"
+CACHE_FILE = "autotune.json"
+#: Bump when a candidate's implementation changes enough to invalidate old timings.
+SCHEMA = "1"
+
+
+def candidates() -> dict[str, Impl]:
+    """Name → implementation of every candidate ``auto`` weighs."""
+    from .kernels import deconv2d_revd2_compiled
+    from .kernels.torch_paths import deconv2d_convtranspose_torch, deconv2d_tdc_torch
+
+    return {
+        "revd2-numba": deconv2d_revd2_compiled,
+        "tdc-torch": deconv2d_tdc_torch,
+        "stdd-torch": deconv2d_convtranspose_torch,
+    }
+
+
+def eligible(call: DeconvCall) -> list[str]:
+    """Candidates that can run ``call`` (the compiled kernel: float32 CPU inference only)."""
+    from .kernels import unsupported_reason
+
+    names = ["tdc-torch", "stdd-torch"]
+    if unsupported_reason(call.x, call.weight, call.bias) is None:
+        names.insert(0, "revd2-numba")
+    return names
+
+
+def cache_path() -> Path:
+    """``$UPCONV_CACHE_DIR/autotune.json``, else the platform's user cache dir for upconv."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("upconv")
+    return Path(root) / CACHE_FILE
+
+
+def version_key() -> str:
+    """What a timing depends on besides the call: library versions and the CPU."""
+    import numba
+
+    from . import __version__
+
+    cpu = platform.processor() or platform.machine()
+    return f"upconv={__version__};schema={SCHEMA};torch={torch.__version__};" \
+           f"numba={numba.__version__};cpu={cpu}"
+
+
+def signature(call: DeconvCall, threads: int) -> str:
+    """Everything about a call that can change which candidate is fastest."""
+    x, w, b = call.x, call.weight, call.bias
+    bias = "none" if b is None else ("channel" if b.ndim == 1 else "periodic" + "x".join(
+        map(str, b.shape[1:])))
+    layout = "channels_last" if (x.is_contiguous(memory_format=torch.channels_last)
+                                 and not x.is_contiguous()) else (
+        "contiguous" if x.is_contiguous() else "strided")
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, w, b) if t is not None)
+    parts = [f"x={tuple(x.shape)}", f"w={tuple(w.shape)}", f"s={call.stride}",
+             f"p={call.padding}", f"op={call.output_padding}", f"bias={bias}",
+             f"dtype={str(x.dtype).removeprefix('torch.')}", f"dev={x.device.type}",
+             f"layout={layout}", f"grad={int(grad)}", f"threads={threads}"]
+    return ";".join(parts)
+
+
+def time_candidate(impl: Impl, call: DeconvCall, repeats: int = 5,
+                   budget_s: float = 2.0) -> float:
+    """Median seconds of ``impl(call)`` after one warm-up call (compiles, fills caches)."""
+    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+            call.out_size)
+    with torch.no_grad():
+        impl(*args)
+        times = []
+        start = time.perf_counter()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            impl(*args)
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - start > budget_s and len(times) >= 3:
+                break
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON atomically: temp file in the same directory, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".autotune-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_MEMORY: dict[str, str] = {}
+
+
+def tune(call: DeconvCall) -> dict[str, float]:
+    """Time every eligible candidate on ``call``: name → median seconds."""
+    impls = candidates()
+    return {name: time_candidate(impls[name], call) for name in eligible(call)}
+
+
+def choose(call: DeconvCall) -> str:
+    """The fastest candidate's name for ``call`` at the current thread count (tuned once)."""
+    key = f"{version_key()}|{signature(call, torch.get_num_threads())}"
+    path = cache_path()
+    name = _MEMORY.get(f"{path}|{key}")
+    if name is not None:
+        return name
+    entry = _load(path).get(key)
+    if isinstance(entry, dict) and entry.get("choice") in eligible(call):
+        name = entry["choice"]
+    else:
+        timings = tune(call)
+        name = min(timings, key=timings.__getitem__)
+        data = _load(path)  # re-read: another process may have added entries meanwhile
+        data[key] = {"choice": name, "seconds": timings}
+        _save(path, data)
+    _MEMORY[f"{path}|{key}"] = name
+    return name
+
+
+def resolve(call: DeconvCall) -> Impl:
+    """The implementation ``auto`` runs for ``call``."""
+    return candidates()[choose(call)]
+
+
+def clear_memory() -> None:
+    """Forget in-process choices (the on-disk cache stays)."""
+    _MEMORY.clear()

@@ -1,0 +1,91 @@
+"""algorithm="auto": tuned once per shape and thread count, cached on disk atomically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import upconv
+from upconv import autotune
+from upconv.functional import check_deconv
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
+    autotune.clear_memory()
+    yield tmp_path / autotune.CACHE_FILE
+    autotune.clear_memory()
+
+
+def small_call(requires_grad: bool = False, **kw):
+    x = torch.randn(1, 3, 6, 20)
+    w = torch.randn(3, 2, 6, 6, requires_grad=requires_grad)
+    return check_deconv(x, w, torch.randn(2, 2, 2), 2, 2, **kw)
+
+
+def test_auto_equals_conv_transpose2d_and_writes_the_cache(cache):
+    x, w, b = torch.randn(2, 4, 7, 9), torch.randn(4, 3, 4, 4), torch.randn(3)
+    y = upconv.deconv2d(x, w, b, 2, 1, algorithm="auto")
+    torch.testing.assert_close(y, F.conv_transpose2d(x, w, b, 2, 1), rtol=1e-4, atol=1e-4)
+    data = json.loads(cache.read_text())
+    (key, entry), = data.items()
+    assert key.startswith(autotune.version_key())
+    assert f"threads={torch.get_num_threads()}" in key and "x=(2, 4, 7, 9)" in key
+    assert entry["choice"] in autotune.candidates()
+    assert set(entry["seconds"]) == {"revd2-numba", "tdc-torch", "stdd-torch"}
+    assert entry["choice"] == min(entry["seconds"], key=entry["seconds"].get)
+    assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temp files left
+
+
+def test_choice_is_reused_from_memory_and_disk(cache, monkeypatch):
+    call = small_call()
+    first = autotune.choose(call)
+
+    def no_tuning(_call):
+        raise AssertionError("re-tuned a cached shape")
+
+    monkeypatch.setattr(autotune, "tune", no_tuning)
+    assert autotune.choose(call) == first
+    autotune.clear_memory()  # a new process: read back from disk
+    assert autotune.choose(call) == first
+
+
+def test_disk_choice_is_used_and_keys_separate_thread_counts(cache, monkeypatch):
+    call = small_call()
+    key = f"{autotune.version_key()}|{autotune.signature(call, torch.get_num_threads())}"
+    cache.write_text(json.dumps({key: {"choice": "stdd-torch", "seconds": {}}}))
+    assert autotune.choose(call) == "stdd-torch"
+    assert autotune.signature(call, 1) != autotune.signature(call, 2)
+    cl = check_deconv(call.x.to(memory_format=torch.channels_last), call.weight, call.bias, 2, 2)
+    assert autotune.signature(cl, 2) != autotune.signature(call, 2)
+
+
+def test_corrupt_or_stale_cache_is_retuned(cache, monkeypatch):
+    cache.write_text("{not json")
+    monkeypatch.setattr(autotune, "tune", lambda call: {"tdc-torch": 2.0, "stdd-torch": 1.0})
+    assert autotune.choose(small_call()) == "stdd-torch"
+    assert json.loads(cache.read_text())  # rewritten as valid JSON
+    autotune.clear_memory()
+    key = next(iter(json.loads(cache.read_text())))
+    cache.write_text(json.dumps({key: {"choice": "no-such-path"}}))
+    assert autotune.choose(small_call()) == "stdd-torch"
+
+
+def test_autograd_calls_never_pick_the_inference_kernel(cache):
+    call = small_call(requires_grad=True)
+    assert "revd2-numba" not in autotune.eligible(call)
+    assert autotune.choose(call) in {"tdc-torch", "stdd-torch"}
+    with torch.no_grad():
+        assert "revd2-numba" in autotune.eligible(call)
+
+
+def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
+    import platformdirs
+
+    monkeypatch.delenv(autotune.CACHE_ENV, raising=False)
+    assert autotune.cache_path().parent == type(autotune.cache_path().parent)(
+        platformdirs.user_cache_dir("upconv"))

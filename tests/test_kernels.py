@@ -1,0 +1,188 @@
+"""The compiled REVD2 engine and the PyTorch-backed paths equal PyTorch's conv_transpose2d."""
+
+from __future__ import annotations
+
+import numba
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from strategies import deconv_problems
+
+import upconv
+from upconv.algorithms import REFERENCES
+from upconv.algorithms._common import add_bias
+from upconv.functional import check_deconv, implementation
+from upconv.kernels import deconv2d_revd2_compiled, unsupported_reason
+from upconv.kernels._simd import MAX_ACCUMULATORS
+from upconv.kernels.revd2 import NB_CHOICES, _block_shape, plan_for
+from upconv.kernels.torch_paths import deconv2d_convtranspose_torch, deconv2d_tdc_torch
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+FAST_PATHS = {
+    "revd2-numba": deconv2d_revd2_compiled,
+    "tdc-torch": deconv2d_tdc_torch,
+    "stdd-torch": deconv2d_convtranspose_torch,
+}
+
+
+def oracle(x, w, b, stride, padding, output_padding):
+    """conv_transpose2d on a zero-padded output, cropped per side, plus (periodic) bias."""
+    top, bottom, left, right = padding
+    y = F.conv_transpose2d(x, w, None, stride, 0, output_padding)
+    full_h, full_w = y.shape[-2:]
+    y = y[..., top: full_h - bottom, left: full_w - right]
+    return add_bias(y, b)
+
+
+def problem(p: dict, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(p["n"], p["cin"], p["h"], p["w"], generator=g)
+    w = torch.randn(p["cin"], p["c"], p["kh"], p["kw"], generator=g)
+    b = {"none": None, "channel": torch.randn(p["c"], generator=g),
+         "periodic": torch.randn(p["c"], *p["period"], generator=g)}[p["bias"]]
+    return x, w, b
+
+
+def run(impl, x, w, b, stride, padding, output_padding=(0, 0)):
+    call = check_deconv(x, w, b, stride, padding, output_padding)
+    return impl(call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+                call.out_size)
+
+
+@pytest.mark.parametrize("name", sorted(FAST_PATHS))
+@settings(max_examples=25, deadline=None)
+@given(p=deconv_problems())
+def test_fast_paths_equal_conv_transpose2d(name, p):
+    x, w, b = problem(p)
+    want = oracle(x, w, b, p["stride"], p["padding"], p["output_padding"])
+    got = run(FAST_PATHS[name], x, w, b, p["stride"], p["padding"], p["output_padding"])
+    torch.testing.assert_close(got, want, **TOL)
+
+
+@settings(max_examples=10, deadline=None)
+@given(p=deconv_problems(max_kernel=9, max_stride=4))
+def test_compiled_equals_reference_on_wider_rows(p):
+    """Rows wide enough for multi-vector strips and masked tails, against REVD2's reference."""
+    p = {**p, "w": p["w"] + 37, "cin": p["cin"] + 3}
+    x, w, b = problem(p, seed=1)
+    want = run(REFERENCES["revd2"], x, w, b, p["stride"], p["padding"], p["output_padding"])
+    got = run(deconv2d_revd2_compiled, x, w, b, p["stride"], p["padding"], p["output_padding"])
+    torch.testing.assert_close(got, want, **TOL)
+
+
+def test_channels_last_and_strided_inputs_are_read_in_place():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 5, 9, 40, generator=g)
+    w = torch.randn(5, 3, 6, 6, generator=g)
+    b = torch.randn(3, 2, 2, generator=g)
+    want = oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0))
+    cl = x.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(run(deconv2d_revd2_compiled, cl, w, b, 2, 2), want, **TOL)
+    wide = torch.randn(2, 5, 9, 80, generator=g)
+    wide[..., ::2] = x.repeat_interleave(2, -1)[..., ::2]
+    sliced = wide[..., ::2]  # column stride 2, not a copy
+    want = oracle(sliced, w, b, (2, 2), (2, 2, 2, 2), (0, 0))
+    torch.testing.assert_close(run(deconv2d_revd2_compiled, sliced, w, b, 2, 2), want, **TOL)
+
+
+# the benchmark zoo at reduced size: (Cin, C, r, N, H, W)
+ZOO = {"L1": (32, 1, 3, 1, 21, 33), "L2": (32, 1, 2, 1, 18, 40), "L3": (32, 1, 4, 1, 9, 20),
+       "L4": (64, 3, 4, 1, 8, 8), "L5": (64, 64, 2, 1, 6, 6), "L6": (16, 3, 2, 4, 9, 20)}
+
+
+@pytest.mark.parametrize("layer", sorted(ZOO))
+def test_benchmark_layers_at_reduced_size(layer):
+    cin, c, r, n, h, w = ZOO[layer]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, cin, h, w, generator=g)
+    wc = torch.randn(c * r * r, cin, 3, 3, generator=g) * 0.1
+    bc = torch.randn(c * r * r, generator=g)
+    y = upconv.sub_pixel_conv2d(x, wc, bc, r)
+    geo = upconv.subpixel_deconv_geometry(3, r)
+    dsp = upconv.deconv2d(x, upconv.weight_shuffle(wc, r), upconv.bias_shuffle(bc, r),
+                          geo.stride, geo.padding, algorithm="revd2")
+    torch.testing.assert_close(dsp, y, **TOL)
+    wn = torch.randn(c, cin, 3, 3, generator=g) * 0.1
+    bn = torch.randn(c, generator=g)
+    y = upconv.resize_conv2d(x, wn, bn, r)
+    geo = upconv.resize_deconv_geometry(3, r)
+    dnn = upconv.deconv2d(x, upconv.weight_convolution(wn, r), bn, geo.stride, geo.padding,
+                          algorithm="revd2")
+    torch.testing.assert_close(dnn, y, **TOL)
+
+
+def test_revd2_dispatch_uses_the_kernel_only_where_it_applies():
+    x, w = torch.randn(1, 2, 4, 4), torch.randn(2, 1, 4, 4)
+    call = check_deconv(x, w, None, 2, 1)
+    assert implementation(call, "revd2") is deconv2d_revd2_compiled
+    assert implementation(call, "tdc") is deconv2d_tdc_torch
+    call64 = check_deconv(x.double(), w.double(), None, 2, 1)
+    assert unsupported_reason(call64.x, call64.weight, None) == "dtype is not float32"
+    assert implementation(call64, "revd2") is REFERENCES["revd2"]
+    wg = w.clone().requires_grad_()
+    callg = check_deconv(x, wg, None, 2, 1)
+    assert implementation(callg, "revd2") is REFERENCES["revd2"]
+    with torch.no_grad():
+        assert implementation(callg, "revd2") is deconv2d_revd2_compiled
+
+
+def test_gradients_flow_through_the_fallback():
+    x = torch.randn(1, 2, 4, 5, requires_grad=True)
+    w = torch.randn(2, 1, 4, 4, requires_grad=True)
+    upconv.deconv2d(x, w, None, 2, 1, algorithm="revd2").sum().backward()
+    gx, gw = torch.autograd.grad(F.conv_transpose2d(x, w, None, 2, 1).sum(), (x, w))
+    torch.testing.assert_close(x.grad, gx)
+    torch.testing.assert_close(w.grad, gw)
+
+
+def test_kernel_honours_torch_thread_count():
+    x, w = torch.randn(1, 3, 6, 20), torch.randn(3, 1, 6, 6)
+    before = torch.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            torch.set_num_threads(threads)
+            run(deconv2d_revd2_compiled, x, w, None, 2, 2)
+            assert numba.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_no_feature_map_sized_allocations():
+    """Torch allocates only the output; inside the kernel numba allocates nothing.
+
+    NRT counts one meminfo per array argument it unboxes (a view on existing data, 8 per phase
+    group); any buffer allocated in the kernel's loops would add one per row task.
+    """
+    from numba.core.runtime import _nrt_python, rtsys
+
+    x, w = torch.randn(2, 8, 30, 50), torch.randn(8, 1, 9, 9)
+    b = torch.randn(1, 3, 3)
+    run(deconv2d_revd2_compiled, x, w, b, 3, 3)  # compile and plan outside the measurement
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        before = rtsys.get_allocation_stats()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:
+            y = run(deconv2d_revd2_compiled, x, w, b, 3, 3)
+        after = rtsys.get_allocation_stats()
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
+    allocated = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
+    assert allocated == y.numel() * y.element_size()
+    call = check_deconv(x, w, b, 3, 3)
+    groups = len(plan_for(w, call.stride, call.padding, call.out_size, (30, 50)).groups)
+    assert after.alloc - before.alloc == 8 * groups
+
+
+def test_block_shapes_stay_in_registers():
+    for slots in range(1, 300):
+        nb, nv = _block_shape(slots, 1000)
+        chunks = -(-slots // nb)
+        assert nb * nv <= MAX_ACCUMULATORS and nb in NB_CHOICES
+        assert chunks * nb - slots < nb  # only the last chunk pads
+    if MAX_ACCUMULATORS == 24:
+        assert _block_shape(9, 1000) == (9, 2)  # ESPCN ×3: nine phases, no padding slots
+    assert _block_shape(9, 10)[1] == 1
