@@ -15,6 +15,7 @@ COUNT_BARS = (("macs", "M"), ("zero_macs", "zero M"), ("weight_reads", "W"),
               ("activation_traffic", "A"), ("transform_traffic", "P"),
               ("partial_sum_traffic", "psum"))
 SPLIT = (("compute_j", "compute"), ("onchip_j", "on-chip"), ("offchip_j", "off-chip"))
+COLORS = {"compute": "tab:blue", "on-chip": "tab:orange", "off-chip": "tab:green"}
 SWEEPS = (("scale", (2, 3, 4, 5, 6, 8), "scale factor r"),
           ("height", (32, 64, 128, 256, 512, 1024), "input height = width"),
           ("in_channels", (4, 8, 16, 32, 64, 128, 256), "input channels"))
@@ -39,10 +40,28 @@ def _bars_split(ax, rows: dict, title: str) -> None:
     bottom = [0.0] * len(names)
     for key, label in SPLIT:
         values = [rows[s]["estimate"][key] * 1e3 for s in names]
-        ax.bar(names, values, bottom=bottom, label=label)
+        ax.bar(names, values, bottom=bottom, label=label, color=COLORS[label])
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_ylabel("energy (mJ)")
     ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.legend(fontsize=7)
+
+
+def _bars_time(ax, rows: dict, mode: str) -> None:
+    import numpy as np
+
+    names = list(rows)
+    xs = np.arange(len(names))
+    parts = (("compute_s", "compute"), ("offchip_s", "off-chip"), ("onchip_s", "on-chip"))
+    for i, (key, label) in enumerate(parts):
+        ax.bar(xs + (i - 1) * 0.27, [rows[s]["estimate"][key] * 1e3 for s in names], 0.27,
+               label=label, color=COLORS[label])
+    ax.plot(xs, [rows[s]["estimate"]["time_s"] * 1e3 for s in names], "k_", markersize=18,
+            label=f"time ({mode})")
+    ax.set_xticks(xs, names)
+    ax.set_ylabel("time (ms)")
+    ax.set_title("time components, upsampling layer", fontsize=9)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.legend(fontsize=7)
 
@@ -87,7 +106,10 @@ def plot_report(report: dict, profile: HardwareProfile, path: str | os.PathLike,
     _bars_counts(axes[0, 0], layer["strategies"])
     axes[0, 0].set_title("work and traffic per strategy", fontsize=9)
     _bars_split(axes[0, 1], layer["strategies"], "energy split, upsampling layer")
-    _bars_split(axes[0, 2], report["whole_model"], "energy split, whole model")
+    if len(report["layers"]) > 1:
+        _bars_split(axes[0, 2], report["whole_model"], "energy split, whole model")
+    else:
+        _bars_time(axes[0, 2], layer["strategies"], report["mode"])
     up = next((lc for lc in (model.upsampling if model else ()) if lc.spec.kind != "deconv"),
               None)
     for ax, (key, values, label) in zip(axes[1], SWEEPS, strict=True):
