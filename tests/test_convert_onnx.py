@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import upconv
@@ -235,3 +237,40 @@ def test_files_errors_and_verification(tmp_path, monkeypatch):
         upconv.convert_onnx(path)
     _, report = upconv.convert_onnx(path, verify=False)
     assert not report.verified
+
+
+@settings(max_examples=25, deadline=None)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), r=st.integers(1, 3), rw=st.integers(1, 3),
+       resize=st.booleans(), bias=st.booleans(), dcr=st.booleans(),
+       auto_pad=st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER"]),
+       h=st.integers(1, 5), w=st.integers(1, 5))
+def test_any_onnx_site_geometry(kh, kw, r, rw, resize, bias, dcr, auto_pad, h, w):
+    rng = np.random.default_rng(kh + 7 * kw + 13 * r)
+    cin, c = 2, 2
+    cout = c if resize else c * r * r
+    inits = {"w": rng.standard_normal((cout, cin, kh, kw)).astype(np.float32)}
+    conv_in = ["u" if resize else "x", "w"]
+    if bias:
+        inits["b"] = rng.standard_normal(cout).astype(np.float32)
+        conv_in.append("b")
+    if auto_pad == "NOTSET":  # explicit same padding, the odd extra pixel after
+        pad = {"pads": [(kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2]}
+    else:
+        pad = {"auto_pad": auto_pad}
+    if resize:
+        inits["s"] = np.asarray([1, 1, r, rw], np.float32)
+        nodes = [helper.make_node("Resize", ["x", "", "s"], ["u"], mode="nearest",
+                                  coordinate_transformation_mode="asymmetric",
+                                  nearest_mode="floor"),
+                 helper.make_node("Conv", conv_in, ["y"], **pad)]
+    else:
+        nodes = [helper.make_node("Conv", conv_in, ["t"], **pad),
+                 helper.make_node("DepthToSpace", ["t"], ["y"], blocksize=r,
+                                  mode="DCR" if dcr else "CRD")]
+    original = _model(nodes, inits, ["N", cin, "H", "W"])
+    converted, report = upconv.convert_onnx(original, input_shape=(1, cin, h, w))
+    (site,) = report.converted
+    assert site.kernel_size == (kh, kw)
+    assert converted.graph.node[0].op_type == "ConvTranspose"
+    x = rng.standard_normal((2, cin, h + 1, w + 2)).astype(np.float32)
+    np.testing.assert_allclose(_ort(converted, x), _ort(original, x), rtol=1e-5, atol=1e-5)
