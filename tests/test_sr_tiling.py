@@ -84,3 +84,24 @@ def test_bad_tiles():
         upscale_tiled(net, torch.rand(1, 1, 8, 8), 4)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         upscale_tiled(net, torch.rand(8, 8), 4)
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a model and records the input size of every call."""
+
+    def __init__(self, net: ESPCN) -> None:
+        super().__init__()
+        self.net, self.scale, self.receptive_radius = net, net.scale, net.receptive_radius
+        self.calls: list[tuple[int, int]] = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape[-2:]))
+        return self.net(x)
+
+
+def test_each_call_is_bounded_by_the_tile_plus_halo():
+    net = _Recorder(_model(2, "subpixel", "conv"))
+    upscale_tiled(net, torch.rand(1, 1, 150, 97), 32)
+    bound = 32 + 2 * net.receptive_radius
+    assert len(net.calls) == 5 * 4
+    assert max(h for h, _ in net.calls) <= bound and max(w for _, w in net.calls) <= bound

@@ -8,7 +8,7 @@ import click
 @click.command()
 @click.option("--outdir", type=click.Path(file_okay=False), default="upconv-demo",
               show_default=True, help="Where the figure and the upscaled image go.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
               help="Timed runs per path (the best is reported).")
 def demo(outdir: str, repeats: int) -> None:
     """Upscale the bundled BSD300 koala ×3 through the trained sub-pixel path and the

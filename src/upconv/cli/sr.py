@@ -76,7 +76,7 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, thre
 
 
 @click.command()
-@click.argument("folder", type=click.Path(path_type=str))
+@click.argument("folder", type=click.Path(path_type=str), metavar="DIR|bundled")
 @scale_option
 @model_option
 @click.option("--algorithm", type=click.Choice(ALGORITHM_CHOICES[:-1]), default="revd2",
@@ -85,25 +85,30 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, thre
 @threads_option
 def evaluate(folder, scale, model, algorithm, per_image, threads) -> None:
     """PSNR / SSIM on Y (border of SCALE pixels cropped) of bicubic, the model and the converted
-    path against ground truth, for a folder of images or the BSD300 layout (images/test)."""
+    path against ground truth, for a folder of images, the BSD300 layout (images/test), or
+    'bundled' (the held-out scikit-image photographs and the BSD300 koala)."""
     from rich.console import Console
     from rich.table import Table
 
-    from ..sr.datasets import find_images, make_pair
+    from ..sr.datasets import bundled_images, find_images, koala_path, make_pair
     from ..sr.evaluate import METHODS, evaluate_pair, mean_scores
     from ..sr.images import ImageError, open_image
 
     _threads(threads)
     net = _load(model, scale)
     edge = net.to_deconv(algorithm)
-    try:
-        files = find_images(folder)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="FOLDER") from None
-    rows, failed = [], 0
-    for path in files:
+    if folder == "bundled":
+        files = [*bundled_images("test"), ("bsd300-koala", open_image(koala_path()))]
+    else:
         try:
-            rows.append(evaluate_pair(make_pair(path.name, open_image(path), scale), net, edge))
+            files = find_images(folder)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="DIR") from None
+    rows, failed = [], 0
+    for item in files:
+        try:
+            name, img = item if isinstance(item, tuple) else (item.name, open_image(item))
+            rows.append(evaluate_pair(make_pair(name, img, scale), net, edge))
         except (ImageError, ValueError) as err:
             failed += 1
             click.echo(f"skipped: {err}", err=True)

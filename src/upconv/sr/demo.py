@@ -64,8 +64,7 @@ class DemoResult:
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest of ``repeats`` calls after one warm-up call, in seconds."""
-    fn()
+    """Fastest of ``repeats`` calls of ``fn``, in seconds (warm ``fn`` up first)."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -74,15 +73,19 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def time_paths(paths: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, PathTiming]:
-    """Latency of each ESPCN in ``paths`` on ``x``: whole network and upsampler alone."""
-    out = {}
+def time_paths(paths: dict[str, nn.Module], x: torch.Tensor, repeats: int
+               ) -> tuple[dict[str, torch.Tensor], dict[str, PathTiming]]:
+    """Run each ESPCN of ``paths`` on ``x`` (the warm-up, whose output is returned), then time
+    it: the whole network and its upsampling layer alone, best of ``repeats``."""
+    outputs, timing = {}, {}
     with torch.inference_mode():
         features = next(iter(paths.values())).features(x)
         for name, net in paths.items():
-            out[name] = PathTiming(best_time(lambda n=net: n(x), repeats),
-                                   best_time(lambda n=net: n.upsample(features), repeats))
-    return out
+            outputs[name] = net(x)
+            net.upsample(features)
+            timing[name] = PathTiming(best_time(lambda n=net: n(x), repeats),
+                                      best_time(lambda n=net: n.upsample(features), repeats))
+    return outputs, timing
 
 
 def cost_estimates(height: int, width: int, scale: int) -> tuple[list[CostEstimate] | None,
@@ -145,7 +148,7 @@ def comparison_figure(path: Path, low: Image.Image, bicubic: Image.Image, espcn:
     return path
 
 
-def run_demo(outdir: str | Path = "upconv-demo", repeats: int = 3) -> DemoResult:
+def run_demo(outdir: str | Path = "upconv-demo", repeats: int = 2) -> DemoResult:
     """Run the demonstration, write ``outdir/comparison.png`` and ``outdir/koala-x3.png``."""
     outdir = Path(outdir)
     model = load_pretrained(MODEL)
@@ -153,11 +156,10 @@ def run_demo(outdir: str | Path = "upconv-demo", repeats: int = 3) -> DemoResult
     scale = model.scale
     koala = open_image(koala_path())
     x = torch.from_numpy(luma(koala))[None, None]
-    with torch.inference_mode():
-        y_conv, y_edge = model(x), edge(x)
+    outputs, timing = time_paths(
+        {"sub-pixel conv (trained)": model, f"{ALGORITHM} (converted)": edge}, x, repeats)
+    y_conv, y_edge = outputs.values()
     max_diff = float((y_conv - y_edge).abs().max())
-    timing = time_paths({"sub-pixel conv (trained)": model, f"{ALGORITHM} (converted)": edge},
-                        x, repeats)
     round_trip = evaluate_pair(make_pair("koala", koala, scale), model, edge)
     cost, note = cost_estimates(koala.height, koala.width, scale)
 
