@@ -28,10 +28,11 @@ def test_converts_an_onnx_file(tmp_path):
     before = src.read_bytes()
     out = tmp_path / "out.onnx"
     result = CliRunner().invoke(main, ["convert", str(src), "-o", str(out),
-                                       "--input-shape", "1x1x9x11"])
+                                       "--input-shape", "1x1x9x11", "--algorithm", "tdc"])
     assert result.exit_code == 0, result.output
     assert "converted  sub-pixel x3" in result.output
     assert "verified on input 1x1x9x11" in result.output
+    assert "--algorithm tdc ignored" in result.output
     assert src.read_bytes() == before
     converted = onnx.load(str(out))
     assert "DepthToSpace" not in [n.op_type for n in converted.graph.node]

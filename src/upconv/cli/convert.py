@@ -114,6 +114,9 @@ def convert(source: str, out: str, algorithm: str, input_shape: str | None, no_v
     try:
         if src_path.is_file():
             model, report = convert_onnx_model(src_path, verify=not no_verify, input_shape=shape)
+            if algorithm != "auto":
+                report.notes.append(f"--algorithm {algorithm} ignored: ONNX sites become "
+                                    "ConvTranspose nodes, run by the ONNX runtime")
         else:
             model, report = _convert_torch(source, out, algorithm, shape, not no_verify,
                                            random_weights)
