@@ -44,24 +44,16 @@ def _as_tuple(example_inputs: Tensor | Sequence[Tensor] | None, model: nn.Module
                     f"got {type(example_inputs).__name__}")
 
 
-def _first_tensor(out: object) -> Tensor:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    if isinstance(out, dict) and out:
-        return _first_tensor(next(iter(out.values())))
-    raise TypeError(f"cannot verify a model returning {type(out).__name__}; return a Tensor")
-
-
 def _outputs(out: object) -> list[Tensor]:
+    """Every tensor in a model's output (a tensor, or nested tuples / lists / dicts of them)."""
     if isinstance(out, Tensor):
         return [out]
     if isinstance(out, (tuple, list)):
         return [t for o in out for t in _outputs(o)]
     if isinstance(out, dict):
         return [t for o in out.values() for t in _outputs(o)]
-    return [_first_tensor(out)]
+    raise TypeError(f"cannot verify a model output of type {type(out).__name__}; "
+                    "return tensors (or tuples / lists / dicts of them), or pass verify=False")
 
 
 @torch.no_grad()
