@@ -114,6 +114,11 @@ def test_walk_onnx_matches_the_same_layers(tmp_path):
     with pytest.raises(ValueError, match="symbolic dimensions"):
         walk_onnx(sym)
     assert walk_onnx(sym, (2, 1, 8, 10)).input_shape == (2, 1, 8, 10)
+    # shapes an exporter recorded for its example input must not leak into another size
+    stale = onnx.shape_inference.infer_shapes(onnx.load(tmp_path / "toy.onnx"))
+    assert any(v.name == "c" for v in stale.graph.value_info)
+    resized = walk_onnx(stale, (1, 1, 16, 20))
+    assert [layer.spec.params["height"] for layer in resized.layers] == [16, 16, 48, 96]
     with pytest.raises(ValueError, match="does not exist"):
         walk_onnx(tmp_path / "missing.onnx")
 

@@ -296,6 +296,10 @@ def walk_onnx(model, input_shape: Sequence[int] | None = None, *, dtype: str = "
         for d, v in zip(dims, input_shape, strict=True):
             d.ClearField("dim_param")
             d.dim_value = int(v)
+        # shapes recorded at export time (an exporter's example input) are stale now
+        del graph.value_info[:]
+        for out in graph.output:
+            out.type.tensor_type.ClearField("shape")
     shape0 = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if None in shape0:
         raise ValueError(f"{label}: input {inputs[0].name!r} has symbolic dimensions "
