@@ -17,8 +17,8 @@ from pathlib import Path
 from .profiles import HardwareProfile
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+def wall_times(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall times in seconds of ``repeats`` calls of ``fn()`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -26,7 +26,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    return statistics.median(wall_times(fn, repeats, warmup))
 
 
 @contextmanager
