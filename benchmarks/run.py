@@ -1,0 +1,10 @@
+"""Run the upconv benchmark suite: ``python benchmarks/run.py [upconv bench options]``.
+
+A thin wrapper around ``upconv bench`` (see ``upconv bench --help``); results go to
+``benchmarks/results/`` by default.
+"""
+
+from upconv.cli.bench import bench
+
+if __name__ == "__main__":
+    bench()

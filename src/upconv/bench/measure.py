@@ -1,0 +1,112 @@
+"""Measurements: interleaved timing, the machine's roofline, and bytes allocated per call."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+                      ) -> dict[str, list[float]]:
+    """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
+
+    Each round runs every function once, starting at a different one, so slow drifts of the
+    machine (other load, clocks) spread over all of them instead of favouring one.
+    """
+    names = list(fns)
+    with torch.no_grad():
+        for _ in range(warmup):
+            for name in names:
+                fns[name]()
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(repeats):
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                t0 = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def peak_sgemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GEMM rate (GFLOP/s) of ``torch.mm`` on ``threads`` threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    with _threads(threads):
+        torch.mm(a, b)
+        best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def copy_bandwidth_gbs(threads: int, megabytes: int = 256, repeats: int = 5) -> float:
+    """Best copy bandwidth (GB/s, bytes read + written) of ``Tensor.copy_`` on ``threads``."""
+    n = megabytes * 2**20 // 4
+    src, dst = torch.randn(n), torch.empty(n)
+    with _threads(threads):
+        dst.copy_(src)
+        best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
+    return 2 * 4 * n / best / 1e9
+
+
+def allocated_bytes(fn: Callable[[], object]) -> int | None:
+    """Bytes PyTorch's allocator handed out during ``fn()`` (profiler, CPU), or None.
+
+    Covers every torch tensor, the output included; allocations made outside PyTorch (ONNX
+    Runtime's arena, numpy) are invisible to it, so those cases report None.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return int(sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0))
+
+
+def machine_info(threads: int) -> dict[str, object]:
+    """What the numbers depend on: CPU, core counts, library versions, threads used."""
+    import numba
+    import onnxruntime
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    from .. import __version__
+    from ..kernels._simd import LANES
+
+    return {
+        "cpu": cpu, "machine": platform.machine(), "logical_cpus": os.cpu_count(),
+        "threads": threads, "simd_lanes_f32": LANES, "python": platform.python_version(),
+        "torch": torch.__version__, "numba": numba.__version__,
+        "onnxruntime": onnxruntime.__version__, "upconv": __version__,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class _threads:
+    """Temporarily set ``torch.set_num_threads``."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.before = n, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.before)
