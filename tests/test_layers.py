@@ -80,3 +80,12 @@ def test_algorithm_attribute_validated():
     d = upconv.Deconv2d(1, 1, 3)
     with pytest.raises(ValueError, match=r"algorithm must be one of .*revd2"):
         d.algorithm = "fast"
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+def test_layers_trace_with_jit(layer_cls):
+    """Under tracing, sizes are 0-d tensors; the legacy ONNX exporter traces like this."""
+    layer = layer_cls(2, 1, (2, 3), 2)
+    x = torch.randn(1, 2, 5, 6)
+    traced = torch.jit.trace(layer, x)
+    torch.testing.assert_close(traced(torch.randn(1, 2, 5, 6) * 0 + x), layer(x))

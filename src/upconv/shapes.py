@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,11 @@ def _as_int(value: object, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got a bool ({value!r})")
     if isinstance(value, numbers.Integral):
         return int(value)
+    if hasattr(value, "__index__"):  # 0-d integer tensors (sizes seen while tracing)
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
     if isinstance(value, numbers.Real):
         if float(value).is_integer():
             return int(value)
