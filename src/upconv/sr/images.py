@@ -8,7 +8,6 @@ resized by bicubic interpolation.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +34,17 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                img = to_supported_mode(img)
+        with Image.open(path) as img:
+            img.load()
+            img = to_supported_mode(img)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{path}: too many pixels ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: too many pixels for Pillow's safety limit ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from None
     if img.width < 1 or img.height < 1:
