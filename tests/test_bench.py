@@ -38,7 +38,9 @@ def test_ratios_and_memory_are_reported(tiny_results):
         else:
             assert row.extra_bytes is not None
         if row.case.startswith("upconv revd2"):
-            assert row.extra_bytes == 0  # the kernel allocates nothing but the output
+            # the kernel's only scratch is one row of phase accumulators per thread
+            layer = LAYERS[row.layer].scaled(tiny_results.scale)
+            assert 0 <= row.extra_bytes < 4 * layer.n * layer.cin * layer.h * layer.w, row
     assert max(r.ratio_to_best_baseline for r in tiny_results.rows if r.family == "baseline") \
         == pytest.approx(1.0)
     assert tiny_results.peak_gflops > 0 and tiny_results.copy_gbs > 0

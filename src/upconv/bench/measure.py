@@ -55,17 +55,32 @@ def copy_bandwidth_gbs(threads: int, megabytes: int = 256, repeats: int = 5) -> 
     return 2 * 4 * n / best / 1e9
 
 
-def allocated_bytes(fn: Callable[[], object]) -> int | None:
-    """Bytes PyTorch's allocator handed out during ``fn()`` (profiler, CPU), or None.
+def allocated_bytes(fn: Callable[[], object]) -> int:
+    """Bytes allocated during ``fn()``: PyTorch's allocator plus the Python heap's peak.
 
-    Covers every torch tensor, the output included; allocations made outside PyTorch (ONNX
-    Runtime's arena, numpy) are invisible to it, so those cases report None.
+    PyTorch allocations come from the profiler (``profile_memory``), numpy and Python objects
+    from ``tracemalloc``; the output is included. Memory taken outside both (ONNX Runtime's
+    arena, numba's runtime) is invisible here, so ONNX Runtime cases are not measured.
     """
+    import tracemalloc
+
     from torch.profiler import ProfilerActivity, profile
 
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    return int(sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0))
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU],
+                                      profile_memory=True) as prof:
+            fn()
+        python_heap = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if started:
+            tracemalloc.stop()
+    torch_bytes = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
+    return int(torch_bytes + max(0, python_heap))
 
 
 def machine_info(threads: int) -> dict[str, object]:

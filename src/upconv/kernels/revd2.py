@@ -19,6 +19,8 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
 
 from __future__ import annotations
 
+import os
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -26,20 +28,32 @@ import numba
 import numpy as np
 import torch
 from numba import literally, prange
-from numba.np.numpy_support import carray
 from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
-from ._simd import LANES, MAX_ACCUMULATORS, strip_buffer, strip_fma
+from ._simd import LANES, MAX_ACCUMULATORS, strip_fma
+
+# numba's threading layer. Its OpenMP layer loads a second libgomp next to PyTorch's; whichever
+# spin-waits holds a core, and on a small loaded machine each parallel call then waited for a
+# scheduler tick: measured ~8 ms per call on 2 cores against ~0.5 ms with numba's own
+# "workqueue" pool. That pool must not be entered by two Python threads at once, so calls into
+# the kernel are serialised by a lock. An explicit NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_LAUNCH = threading.Lock()
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
+#: Input channels per pass over a row's strips (see :func:`_revd2_group`); 4 to 32 measured
+#: alike on the 2-core development machine, 8 keeps a block's input rows few.
+IC_BLOCK = 8
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _store_strip(buf, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh, q0, nvalid,
-                 sh, sw, top, left):
-    """Write ``buf[p·width + v]`` + bias to ``y[n, c, fh + sh·qh − top, fw + sw·(q0+v) − left]``."""
+def _store_strip(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh, q0,
+                 nvalid, sh, sw, top, left):
+    """Write ``buf[off + p·width + v]`` + bias to ``y[n, c, fh + sh·qh − top,
+    fw + sw·(q0 + v) − left]``, the strip's interleaved output positions."""
     _, _, oh, ow = y.shape
     _, bh, bw = bias.shape
     for p in range(chunk_slots.shape[0]):
@@ -59,7 +73,7 @@ def _store_strip(buf, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, 
         b_row = o_h % bh
         b_col = o_w % bw
         b_step = sw % bw
-        base = p * width
+        base = off + p * width
         for v in range(v_lo, v_hi):
             y[n, c, o_h, o_w] = buf[base + v] + bias[c, b_row, b_col]
             o_w += sw
@@ -70,27 +84,30 @@ def _store_strip(buf, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _border_column(x, wpack, chunk, n, qh, q, th_lo, th_hi, th_n, tw_n, buf, width, v):
-    """Scalar REVD2 of column ``q`` (taps may leave the input) into ``buf[p·width + v]``."""
+    """REVD2 of column ``q`` (taps may leave the input) into ``buf[p·width + v]``.
+
+    The slot loop is innermost and contiguous in ``wpack``, so it vectorises across slots.
+    """
     _, cin, _, w_in = x.shape
     nb = wpack.shape[4]
     for p in range(nb):
-        acc = np.float32(0.0)
-        for ic in range(cin):
-            for th in range(th_lo, th_hi):
-                for tw in range(tw_n):
-                    j = q - tw
-                    if 0 <= j < w_in:
-                        acc += wpack[chunk, ic, th, tw, p] * x[n, ic, qh - th, j]
-        buf[p * width + v] = acc
+        buf[p * width + v] = 0.0
+    for ic in range(cin):
+        for th in range(th_lo, th_hi):
+            for tw in range(max(0, q - w_in + 1), min(tw_n, q + 1)):  # 0 <= q - tw < W
+                xv = x[n, ic, qh - th, q - tw]
+                for p in range(nb):
+                    buf[p * width + v] += xv * wpack[chunk, ic, th, tw, p]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sh, sw, top, left,
-                 qh_lo, qh_hi, qw_lo, qw_hi, nb, nv, unit):
+def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh, sw, top,
+                 left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, unit):
     """All outputs of one phase group. ``x (N, Cin, H, W)`` any strides, ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
-    ``bias (C, bh, bw)``. ``nb``, ``nv`` and ``unit`` (x has unit column stride) are literals.
+    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·strips·width)`` one phase-row accumulator
+    per thread. ``nb``, ``nv`` and ``unit`` (x has unit column stride) are literals.
     """
     literally(nb)
     literally(nv)
@@ -106,27 +123,35 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sh, sw, top
     in_lo = max(qw_lo, tw_n - 1)
     in_hi = max(in_lo, min(qw_hi, w_in))
     w_block = th_n * tw_n * nb * cin
+    strip = nb * width  # floats per strip in the row buffer
     for task in prange(n_batch * rows):
         n = task // rows
         qh = qh_lo + task % rows
         th_lo = max(0, qh - h_in + 1)
         th_hi = min(th_n, qh + 1)
-        buf = carray(strip_buffer(nb, nv), (width * nb,))
+        row = scratch[numba.get_thread_id()]
         for chunk in range(chunks):
             chunk_slots = slots[chunk]
+            # channel blocks outermost: a block's Th·ic_block input rows stream through the
+            # strips together, few enough for the hardware prefetchers to follow
+            for ic0 in range(0, cin, ic_block):
+                ic_n = min(ic_block, cin - ic0)
+                for q0 in range(in_lo, in_hi, width):
+                    strip_fma(x, n * s_n + ic0 * s_c + qh * s_h + q0 * s_w, s_c, s_h, s_w, ic_n,
+                              wpack, chunk * w_block + ic0 * th_n * tw_n * nb, th_lo, th_hi, th_n,
+                              tw_n, min(width, in_hi - q0), row, (q0 - in_lo) // width * strip,
+                              ic0 > 0, nb, nv, unit)
             for q0 in range(in_lo, in_hi, width):
-                nvalid = min(width, in_hi - q0)
-                strip_fma(x, n * s_n + qh * s_h + q0 * s_w, s_c, s_h, s_w, cin, wpack,
-                          chunk * w_block, th_lo, th_hi, th_n, tw_n, nvalid, buf, nb, nv, unit)
-                _store_strip(buf, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh,
-                             q0, nvalid, sh, sw, top, left)
+                _store_strip(row, (q0 - in_lo) // width * strip, width, y, n, chunk_slots,
+                             slot_c, slot_fh, slot_fw, bias, qh, q0, min(width, in_hi - q0), sh,
+                             sw, top, left)
             for q in range(qw_lo, qw_hi):
                 if in_lo <= q < in_hi:
                     continue
-                _border_column(x, wpack, chunk, n, qh, q, th_lo, th_hi, th_n, tw_n, buf,
+                _border_column(x, wpack, chunk, n, qh, q, th_lo, th_hi, th_n, tw_n, row,
                                width, 0)
-                _store_strip(buf, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh,
-                             q, 1, sh, sw, top, left)
+                _store_strip(row, 0, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias,
+                             qh, q, 1, sh, sw, top, left)
 
 
 @dataclass(frozen=True)
@@ -292,10 +317,16 @@ def deconv2d_revd2_compiled(
     sync_threads()
     (sh, sw), (top, _, left, _) = stride, padding
     unit = x_np.strides[3] == x_np.itemsize
+    threads = numba.get_num_threads()
     for g in plan.groups:
+        width = g.nv * LANES
+        strips = max(1, -(-(w - g.wpack.shape[3] + 1) // width))
+        scratch = np.empty((threads, g.nb * width * strips), np.float32)
         args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np,
-                sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0], g.qw[1], g.nb, g.nv, unit)
-        _specialised(args)(*args)
+                scratch, sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0], g.qw[1], IC_BLOCK, g.nb,
+                g.nv, unit)
+        with _LAUNCH:
+            _specialised(args)(*args)
     return y
 
 
