@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import functional as UF
-from ..shapes import PaddingLike, conv_same_padding4, pair, resize_deconv_geometry, scale_pair
+from ..shapes import PaddingLike, resize_deconv_geometry
 from ..transforms import weight_convolution
+from ._upsampling import UpsamplingConv2d
 from .deconv import Deconv2d
 
 
-class ResizeConv2d(nn.Module):
+class ResizeConv2d(UpsamplingConv2d):
     """Resize convolution ``(N, Cin, H, W) → (N, C, rh·H, rw·W)``, as trained.
 
     weight: ``(C, Cin, Kh, Kw)``; bias: ``(C,)``. :meth:`to_deconv` returns the equivalent
@@ -31,15 +32,8 @@ class ResizeConv2d(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
-        self.scale = scale_pair(scale)
-        self.padding = conv_same_padding4(padding, self.kernel_size)
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, bias=bias,
-                         device=device, dtype=dtype)
-        self.weight = conv.weight
-        self.bias = conv.bias
+        super().__init__(in_channels, out_channels, kernel_size, scale, bias, padding,
+                         int(out_channels), device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         return UF.resize_conv2d(x, self.weight, self.bias, self.scale, self.padding)
@@ -55,7 +49,3 @@ class ResizeConv2d(nn.Module):
         if self.bias is not None:
             deconv.bias.copy_(self.bias)
         return deconv
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"scale={self.scale}, padding={self.padding}, bias={self.bias is not None}")

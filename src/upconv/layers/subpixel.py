@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import functional as UF
-from ..shapes import PaddingLike, conv_same_padding4, pair, scale_pair, subpixel_deconv_geometry
+from ..shapes import PaddingLike, scale_pair, subpixel_deconv_geometry
 from ..transforms import bias_shuffle, weight_shuffle
+from ._upsampling import UpsamplingConv2d
 from .deconv import Deconv2d
 
 
-class SubPixelConv2d(nn.Module):
+class SubPixelConv2d(UpsamplingConv2d):
     """Sub-pixel convolution ``(N, Cin, H, W) → (N, C, rh·H, rw·W)``, as trained.
 
     weight: ``(C·rh·rw, Cin, Kh, Kw)``; bias: ``(C·rh·rw,)``. ``padding`` defaults to
@@ -32,16 +33,9 @@ class SubPixelConv2d(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
-        self.scale = scale_pair(scale)
-        self.padding = conv_same_padding4(padding, self.kernel_size)
-        rh, rw = self.scale
-        conv = nn.Conv2d(self.in_channels, self.out_channels * rh * rw, self.kernel_size,
-                         bias=bias, device=device, dtype=dtype)
-        self.weight = conv.weight
-        self.bias = conv.bias
+        rh, rw = scale_pair(scale)
+        super().__init__(in_channels, out_channels, kernel_size, scale, bias, padding,
+                         int(out_channels) * rh * rw, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         return UF.sub_pixel_conv2d(x, self.weight, self.bias, self.scale, self.padding)
@@ -57,7 +51,3 @@ class SubPixelConv2d(nn.Module):
         if self.bias is not None:
             deconv.bias.copy_(bias_shuffle(self.bias, self.scale))
         return deconv
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"scale={self.scale}, padding={self.padding}, bias={self.bias is not None}")
