@@ -89,3 +89,17 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
     monkeypatch.delenv(autotune.CACHE_ENV, raising=False)
     assert autotune.cache_path().parent == type(autotune.cache_path().parent)(
         platformdirs.user_cache_dir("upconv"))
+
+
+def test_time_candidates_warms_up_then_keeps_the_best_round():
+    calls = {"a": 0, "b": 0}
+
+    def make(name):
+        def impl(*args):
+            calls[name] += 1
+            return args[0]
+        return impl
+
+    best = autotune.time_candidates({k: make(k) for k in calls}, small_call(), repeats=4)
+    assert calls == {"a": 5, "b": 5}  # one warm-up + four timed rounds each
+    assert set(best) == {"a", "b"} and all(0 < v < 1 for v in best.values())

@@ -186,3 +186,16 @@ def test_block_shapes_stay_in_registers():
     if MAX_ACCUMULATORS == 24:
         assert _block_shape(9, 1000) == (9, 2)  # ESPCN ×3: nine phases, no padding slots
     assert _block_shape(9, 10)[1] == 1
+
+
+def test_concurrent_calls_from_python_threads():
+    """numba's workqueue pool is not re-entrant; the engine serialises launches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(4)
+    xs = [torch.randn(1, 3, 7, 30, generator=g) for _ in range(6)]
+    w, b = torch.randn(3, 2, 6, 6, generator=g), torch.randn(2, 2, 2, generator=g)
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda x: run(deconv2d_revd2_compiled, x, w, b, 2, 2), xs))
+    for x, y in zip(xs, got, strict=True):
+        torch.testing.assert_close(y, oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0)), **TOL)

@@ -94,23 +94,29 @@ def signature(call: DeconvCall, threads: int) -> str:
     return ";".join(parts)
 
 
-def time_candidate(impl: Impl, call: DeconvCall, repeats: int = 5,
-                   budget_s: float = 2.0) -> float:
-    """Median seconds of ``impl(call)`` after one warm-up call (compiles, fills caches)."""
+def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 5,
+                    budget_s: float = 3.0) -> dict[str, float]:
+    """Best seconds of each ``impl(call)``, timed round-robin after one warm-up call each.
+
+    Round-robin spreads slow drifts of a shared machine over all candidates, and the minimum
+    is the least noisy estimate of what a candidate can do. Stops early (after at least two
+    rounds) once ``budget_s`` is spent.
+    """
     args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
             call.out_size)
+    best = dict.fromkeys(impls, float("inf"))
     with torch.no_grad():
-        impl(*args)
-        times = []
+        for impl in impls.values():
+            impl(*args)  # compiles, plans, fills caches
         start = time.perf_counter()
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            impl(*args)
-            times.append(time.perf_counter() - t0)
-            if time.perf_counter() - start > budget_s and len(times) >= 3:
+        for i in range(repeats):
+            for name, impl in impls.items():
+                t0 = time.perf_counter()
+                impl(*args)
+                best[name] = min(best[name], time.perf_counter() - t0)
+            if i >= 1 and time.perf_counter() - start > budget_s:
                 break
-    times.sort()
-    return times[len(times) // 2]
+    return best
 
 
 def _load(path: Path) -> dict:
@@ -138,9 +144,9 @@ _MEMORY: dict[str, str] = {}
 
 
 def tune(call: DeconvCall) -> dict[str, float]:
-    """Time every eligible candidate on ``call``: name → median seconds."""
+    """Time every eligible candidate on ``call``: name → best seconds."""
     impls = candidates()
-    return {name: time_candidate(impls[name], call) for name in eligible(call)}
+    return time_candidates({name: impls[name] for name in eligible(call)}, call)
 
 
 def choose(call: DeconvCall) -> str:
