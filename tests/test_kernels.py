@@ -16,12 +16,17 @@ from upconv.functional import check_deconv, implementation
 from upconv.kernels import deconv2d_revd2_compiled, unsupported_reason
 from upconv.kernels._simd import MAX_ACCUMULATORS
 from upconv.kernels.revd2 import NB_CHOICES, _block_shape, plan_for
-from upconv.kernels.torch_paths import deconv2d_convtranspose_torch, deconv2d_tdc_torch
+from upconv.kernels.torch_paths import (
+    deconv2d_convtranspose_torch,
+    deconv2d_tdc_torch,
+    deconv2d_tdc_torch_nhwc,
+)
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 FAST_PATHS = {
     "revd2-numba": deconv2d_revd2_compiled,
     "tdc-torch": deconv2d_tdc_torch,
+    "tdc-torch-nhwc": deconv2d_tdc_torch_nhwc,
     "stdd-torch": deconv2d_convtranspose_torch,
 }
 
@@ -199,3 +204,25 @@ def test_concurrent_calls_from_python_threads():
         got = list(pool.map(lambda x: run(deconv2d_revd2_compiled, x, w, b, 2, 2), xs))
     for x, y in zip(xs, got, strict=True):
         torch.testing.assert_close(y, oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0)), **TOL)
+
+
+@pytest.mark.parametrize("name", ["tdc-torch", "tdc-torch-nhwc"])
+def test_tdc_paths_train_and_see_weight_updates(name):
+    """Cached phase kernels follow in-place weight updates and never cache autograd graphs."""
+    x = torch.randn(1, 2, 5, 6)
+    w = torch.randn(2, 3, 4, 4, requires_grad=True)
+    for _ in range(2):  # a second backward would fail on a cached graph
+        y = run(FAST_PATHS[name], x, w, None, 2, 1)
+        (gw,) = torch.autograd.grad(y.square().sum(), w)
+        (want,) = torch.autograd.grad(F.conv_transpose2d(x, w, None, 2, 1).square().sum(), w)
+        torch.testing.assert_close(gw, want, **TOL)
+    with torch.no_grad():
+        before = run(FAST_PATHS[name], x, w, None, 2, 1)
+        w.mul_(2)  # in place: bumps the version the cache is keyed on
+        torch.testing.assert_close(run(FAST_PATHS[name], x, w, None, 2, 1), 2 * before, **TOL)
+        w2 = w.detach().clone()
+        revd2_before = run(deconv2d_revd2_compiled, x, w2, None, 2, 1)
+        w2.add_(1)
+        torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w2, None, 2, 1),
+                                   oracle(x, w2, None, (2, 2), (1, 1, 1, 1), (0, 0)), **TOL)
+        assert not torch.allclose(revd2_before, run(deconv2d_revd2_compiled, x, w2, None, 2, 1))

@@ -4,6 +4,7 @@ Candidates (all exact deconvolutions with :func:`upconv.deconv2d`'s contract):
 
 * ``"revd2-numba"``: the compiled REVD2 kernel (:mod:`upconv.kernels`);
 * ``"tdc-torch"``: TDC as PyTorch ``conv2d`` + pixel shuffle (oneDNN GEMM);
+* ``"tdc-torch-nhwc"``: the same with the convolution in channels_last;
 * ``"stdd-torch"``: PyTorch's ``conv_transpose2d``.
 
 A choice is keyed by a version string (upconv, torch, numba, CPU) plus the call's signature
@@ -32,17 +33,22 @@ Impl = Callable[..., Tensor]
 CACHE_ENV = "UPCONV_CACHE_DIR"
 CACHE_FILE = "autotune.json"
 #: Bump when a candidate's implementation changes enough to invalidate old timings.
-SCHEMA = "1"
+SCHEMA = "2"
 
 
 def candidates() -> dict[str, Impl]:
     """Name → implementation of every candidate ``auto`` weighs."""
     from .kernels import deconv2d_revd2_compiled
-    from .kernels.torch_paths import deconv2d_convtranspose_torch, deconv2d_tdc_torch
+    from .kernels.torch_paths import (
+        deconv2d_convtranspose_torch,
+        deconv2d_tdc_torch,
+        deconv2d_tdc_torch_nhwc,
+    )
 
     return {
         "revd2-numba": deconv2d_revd2_compiled,
         "tdc-torch": deconv2d_tdc_torch,
+        "tdc-torch-nhwc": deconv2d_tdc_torch_nhwc,
         "stdd-torch": deconv2d_convtranspose_torch,
     }
 
@@ -51,7 +57,7 @@ def eligible(call: DeconvCall) -> list[str]:
     """Candidates that can run ``call`` (the compiled kernel: float32 CPU inference only)."""
     from .kernels import unsupported_reason
 
-    names = ["tdc-torch", "stdd-torch"]
+    names = ["tdc-torch", "tdc-torch-nhwc", "stdd-torch"]
     if unsupported_reason(call.x, call.weight, call.bias) is None:
         names.insert(0, "revd2-numba")
     return names

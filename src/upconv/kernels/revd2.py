@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from dataclasses import dataclass
 
 import numba
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
 from ._simd import LANES, MAX_ACCUMULATORS, strip_fma
+from .weight_cache import derived
 
 # numba's threading layer. Its OpenMP layer loads a second libgomp next to PyTorch's; whichever
 # spin-waits holds a core, and on a small loaded machine each parallel call then waited for a
@@ -251,27 +251,11 @@ def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
     return Plan(tuple(groups), as_arr(slot_c), as_arr(slot_fh), as_arr(slot_fw))
 
 
-# Plans depend only on the weight's values and the geometry: cache them per weight tensor
-# (by identity, dropped when the tensor is freed) and per in-place update (``_version``).
-_PLANS: dict[int, tuple[weakref.ref, dict[tuple, Plan]]] = {}
-
-
 def plan_for(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
              in_size: IntPair) -> Plan:
     """:func:`make_plan`, cached per weight tensor, its version and the geometry."""
-    key = (weight._version, stride, padding, out_size, in_size)
-    entry = _PLANS.get(id(weight))
-    if entry is None or entry[0]() is not weight:
-        ident = id(weight)
-        entry = (weakref.ref(weight, lambda _, i=ident: _PLANS.pop(i, None)), {})
-        _PLANS[ident] = entry
-    plans = entry[1]
-    plan = plans.get(key)
-    if plan is None:
-        if len(plans) >= 8:  # older versions or geometries of this weight
-            plans.clear()
-        plan = plans[key] = make_plan(weight, stride, padding, out_size, in_size)
-    return plan
+    return derived(weight, ("revd2", stride, padding, out_size, in_size),
+                   lambda: make_plan(weight, stride, padding, out_size, in_size))
 
 
 def unsupported_reason(x: Tensor, weight: Tensor, bias: Tensor | None) -> str | None:

@@ -12,12 +12,14 @@ Both keep PyTorch's autograd and accept any dtype and device ``conv2d`` accepts.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..algorithms._common import add_bias, depth_to_space
 from ..algorithms.tdc import phase_kernels
 from ..shapes import IntPair, Pad4, phase_outputs
+from .weight_cache import derived
 
 
 def _grid(stride: int, pad_before: int, out_len: int) -> tuple[int, int]:
@@ -48,10 +50,23 @@ def _folded_bias(bias: Tensor | None, stride: IntPair, padding: Pad4) -> Tensor 
 def deconv2d_tdc_torch(
     x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Pad4,
     output_padding: IntPair, out_size: IntPair,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Tensor:
-    """TDC through ``conv2d`` + pixel shuffle. ``x (N, Cin, H, W)`` → ``(N, C, *out_size)``."""
+    """TDC through ``conv2d`` + pixel shuffle. ``x (N, Cin, H, W)`` → ``(N, C, *out_size)``.
+
+    ``memory_format=torch.channels_last`` runs the convolution in NHWC (oneDNN's faster layout
+    for many channels), converting ``x`` first when it is not already channels_last.
+    """
     (sh, sw), (top, _, left, _), (oh, ow) = stride, padding, out_size
-    kernels = phase_kernels(weight, stride)  # (C·sh·sw, Cin, Th, Tw), rotated
+    # (C·sh·sw, Cin, Th, Tw), rotated; rebuilding them costs more than a small conv
+    def make() -> Tensor:
+        return phase_kernels(weight, stride).contiguous(memory_format=memory_format)
+
+    # cached only for inference: a cached tensor would share one autograd graph between calls
+    needs_grad = torch.is_grad_enabled() and weight.requires_grad
+    kernels = make() if needs_grad else derived(weight, ("tdc", stride, memory_format), make)
+    if memory_format == torch.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     th, tw = kernels.shape[-2:]
     h, w = x.shape[-2:]
     qh_lo, qh_hi = _grid(sh, top, oh)
@@ -68,6 +83,15 @@ def deconv2d_tdc_torch(
     if (r0, c0) != (0, 0) or tuple(full.shape[-2:]) != (oh, ow):
         full = full[..., r0 : r0 + oh, c0 : c0 + ow]
     return full if (folded is not None or bias is None) else add_bias(full, bias)
+
+
+def deconv2d_tdc_torch_nhwc(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Pad4,
+    output_padding: IntPair, out_size: IntPair,
+) -> Tensor:
+    """:func:`deconv2d_tdc_torch` with the convolution in channels_last. Same contract."""
+    return deconv2d_tdc_torch(x, weight, bias, stride, padding, output_padding, out_size,
+                              torch.channels_last)
 
 
 def deconv2d_convtranspose_torch(
