@@ -177,7 +177,7 @@ def _train(config: TrainConfig, out: Path, env: Distributed, *, resume: bool,
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
     elif out.exists():
         raise ValueError(f"{out} exists; pass --resume to continue it, or choose another --out")
-    if env.is_main and not out.parent.is_dir():
+    if not out.parent.is_dir():
         raise ValueError(f"output folder {out.parent} does not exist")
 
     train_pairs, val_pairs = training_data(config.data, config.scale)
@@ -241,7 +241,8 @@ def _train(config: TrainConfig, out: Path, env: Distributed, *, resume: bool,
                 }
                 atomic_write(out, lambda f, s=state: torch.save(s, f))
                 bar.console.print(f"epoch {epoch + 1}/{config.epochs}  loss {train_loss:.6f}  "
-                                  f"val PSNR {val:.3f} dB  {seconds:.1f} s  -> {out}")
+                                  f"val PSNR {val:.3f} dB  {seconds:.1f} s  -> {out}",
+                                  soft_wrap=True)
 
     if env.world_size > 1:
         sums = [torch.zeros(len(list(model.parameters())), dtype=torch.float64)
