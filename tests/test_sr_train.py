@@ -14,7 +14,7 @@ from PIL import Image
 
 from upconv.cli import main
 from upconv.sr import ESPCN, load_pretrained
-from upconv.sr.datasets import crop_plan, gather_crops, load_pairs
+from upconv.sr.datasets import crop_plan, folder_splits, gather_crops, load_pairs
 from upconv.sr.train import TrainConfig, load_checkpoint, train
 
 TINY = dict(scale=2, epochs=2, batch_size=4, lr=1e-3, patch=8, steps=3, seed=7)
@@ -137,3 +137,17 @@ def test_ddp_two_processes_match_one(image_dir, tmp_path):
     torch.manual_seed(TINY["seed"])
     init = ESPCN(TINY["scale"]).state_dict()  # what training started from
     assert (one["model"]["conv1.weight"] - init["conv1.weight"]).abs().max() > 1e-4
+
+
+def test_folder_splits(image_dir, tmp_path):
+    train_files, val_files = folder_splits(image_dir)  # plain folder: every tenth held out
+    assert [p.name for p in val_files] == ["img0.png"]
+    assert sorted(p.name for p in train_files) == ["img1.png", "img2.png", "img3.png", "img4.png"]
+    bsd = tmp_path / "BSDS300" / "images"
+    for split, names in (("train", ["1.jpg", "2.jpg"]), ("test", ["3.jpg"])):
+        (bsd / split).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (40, 40)).save(bsd / split / name)
+    train_files, val_files = folder_splits(tmp_path / "BSDS300")
+    assert [p.name for p in train_files] == ["1.jpg", "2.jpg"]
+    assert [p.name for p in val_files] == ["3.jpg"]
