@@ -29,8 +29,8 @@ def demo(outdir: str, repeats: int) -> None:
     console.print(f"max |sub-pixel − {ALGORITHM}| over the output: {result.max_diff:.2e}")
 
     rt = result.round_trip
-    console.print("round trip: koala downscaled ×3 (bicubic) and upscaled back; Y, "
-                  "3 px border cropped")
+    console.print("round trip (koala downscaled ×3 by bicubic, upscaled back), Y, "
+                  "border 3 cropped:")
     quality = Table()
     for col in ("method", "PSNR dB", "SSIM"):
         quality.add_column(col, justify="right" if col != "method" else "left")
