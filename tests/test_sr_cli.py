@@ -94,9 +94,18 @@ def test_upscale_skips_bad_files_and_processes_the_rest(inputs, tmp_path):
     assert result.exit_code != 0
     for bad in ("notes.png", "empty.jpg", "cut.png", "zero.png"):
         assert bad in result.output
-    assert "4 of 8 file(s) failed" in result.output
+    assert "4 of 8 input(s) failed" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "grey-x3.png", "photo-x3.png", "rgb-x3.png", "rgba-x3.png"]
+
+
+def test_upscale_takes_folders_and_reports_empty_ones(inputs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    result = _invoke("upscale", str(tmp_path / "empty"), str(inputs), "-o", str(out))
+    assert result.exit_code != 0
+    assert "no image files" in result.output and "1 of 5 input(s) failed" in result.output
+    assert len(list(out.iterdir())) == 4  # the folder's images were still processed
 
 
 def test_upscale_never_writes_over_an_input(tmp_path):

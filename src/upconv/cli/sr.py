@@ -67,12 +67,12 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, thre
     _threads(threads)
     net = _edge_model(_load(model, scale), algorithm)
     try:
-        failures = upscale_files(inputs, net, outdir=outdir, tile=tile, exact=not fast,
-                                 overwrite=overwrite, echo=click.echo)
+        failures, total = upscale_files(inputs, net, outdir=outdir, tile=tile, exact=not fast,
+                                        overwrite=overwrite, echo=click.echo)
     except OSError as err:
         raise click.ClickException(str(err)) from None
     if failures:
-        raise click.ClickException(f"{failures} of {len(inputs)} file(s) failed (see above)")
+        raise click.ClickException(f"{failures} of {total} input(s) failed (see above)")
 
 
 @click.command()

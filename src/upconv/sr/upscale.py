@@ -45,16 +45,22 @@ def output_path(src: Path, scale: int, outdir: Path | None, taken: set[Path],
     return candidate, f"{plain} {why}; writing {candidate.name} instead"
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Input paths with folders replaced by the image files in them, duplicates dropped."""
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[str]]:
+    """``(files, problems)``: inputs with folders replaced by their image files (duplicates
+    dropped), and a message for each folder without images."""
     from .datasets import find_images
 
     out: list[Path] = []
+    problems: list[str] = []
     for item in inputs:
         p = Path(item)
-        files = find_images(p) if p.is_dir() else [p]
+        try:
+            files = find_images(p) if p.is_dir() else [p]
+        except ValueError as err:
+            problems.append(str(err))
+            continue
         out.extend(f for f in files if f not in out)
-    return out
+    return out, problems
 
 
 def upscale_files(
@@ -67,8 +73,8 @@ def upscale_files(
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
     progress: bool = True,
-) -> int:
-    """Upscale every input image (folders: their images); returns how many failed.
+) -> tuple[int, int]:
+    """Upscale every input image (folders: their images); returns ``(failed, total)``.
 
     A file that cannot be read, upscaled or written is reported through ``echo`` and skipped;
     the others are still processed. An output folder that cannot be created raises OSError.
@@ -83,13 +89,11 @@ def upscale_files(
             out_folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OSError(f"cannot create output folder {out_folder}: {err.strerror}") from None
-    try:
-        files = expand_inputs(inputs)
-    except ValueError as err:
-        echo(f"skipped: {err}")
-        return 1
+    files, problems = expand_inputs(inputs)
+    for problem in problems:
+        echo(f"skipped: {problem}")
     taken = {f.resolve() for f in files}
-    failures = 0
+    failures = len(problems)
     with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
         for src in bar.track(files, description="upscaling"):
             try:
@@ -105,4 +109,4 @@ def upscale_files(
             taken.add(dst.resolve())
             echo(f"{src} ({img.width}×{img.height} {img.mode}) -> {dst} "
                  f"({scale * img.width}×{scale * img.height})")
-    return failures
+    return failures, len(files) + len(problems)
