@@ -13,7 +13,6 @@ config, history), written atomically and loaded with ``torch.load(weights_only=T
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -268,11 +267,6 @@ def _progress_bar(enabled: bool):
     return Progress("[progress.description]{task.description}", BarColumn(),
                     MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not enabled)
-
-
-def config_fields() -> list[str]:
-    """Names of :class:`TrainConfig` fields (the CLI options)."""
-    return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
 if __name__ == "__main__":  # python -m upconv.sr.train / torchrun -m upconv.sr.train
