@@ -15,7 +15,8 @@ from upconv.cli import main
 
 @pytest.fixture(scope="module")
 def tiny_results():
-    return run_suite(["L1", "L6"], repeats=2, threads=1, scale=0.04, reduced_scale=0.5)
+    return run_suite(["L1", "L6"], repeats=2, threads=1, scale=0.04, reduced_scale=0.5,
+                     gap_s=0.001)
 
 
 def test_every_implementation_computes_the_layer(tiny_results):
@@ -69,7 +70,8 @@ def test_results_files_are_written(tiny_results, tmp_path):
 
 def test_interleaved_times_rotate_the_order():
     calls = []
-    times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "abc"}, 3, warmup=0)
+    times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "abc"}, 3, warmup=0,
+                              gap_s=0.001)
     assert calls == list("abcbcacab") and all(len(v) == 3 for v in times.values())
 
 
@@ -84,3 +86,13 @@ def test_cli_quick_run_and_bad_layers(tmp_path):
     with pytest.raises(ValueError, match="unknown layer"):
         run_suite(["L7"])
     assert set(LAYERS) == {f"L{i}" for i in range(1, 7)}
+
+
+def test_suite_tunes_auto_in_a_private_cache(tmp_path, monkeypatch):
+    from upconv import autotune
+
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path))
+    run_suite(["L2"], repeats=1, threads=1, scale=0.03, with_ort=False, with_references=False,
+              memory=False, gap_s=0.0)
+    assert not (tmp_path / autotune.CACHE_FILE).exists()  # the user's cache is untouched
+    assert autotune.cache_path().parent == tmp_path  # and the setting is restored

@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
-                      ) -> dict[str, list[float]]:
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+                      gap_s: float = 0.0) -> dict[str, list[float]]:
     """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
 
     Each round runs every function once, starting at a different one, so slow drifts of the
-    machine (other load, clocks) spread over all of them instead of favouring one.
+    machine (other load, clocks) spread over all of them instead of favouring one. ``gap_s``
+    of idle time before each timed call lets the previous library's spin-waiting worker
+    threads (OpenMP, ONNX Runtime) go to sleep, so no case pays for its predecessor's pool.
     """
     names = list(fns)
     with torch.no_grad():
@@ -26,6 +28,8 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
         times: dict[str, list[float]] = {name: [] for name in names}
         for i in range(repeats):
             for name in names[i % len(names):] + names[: i % len(names)]:
+                if gap_s:
+                    time.sleep(gap_s)
                 t0 = time.perf_counter()
                 fns[name]()
                 times[name].append(time.perf_counter() - t0)
@@ -104,6 +108,9 @@ def machine_info(threads: int) -> dict[str, object]:
         "torch": torch.__version__, "numba": numba.__version__,
         "onnxruntime": onnxruntime.__version__, "upconv": __version__,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "omp_env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                               "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")
+                    if k in os.environ},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

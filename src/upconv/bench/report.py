@@ -48,10 +48,11 @@ def markdown(res: Results) -> str:
         f"- date (UTC): {m['date_utc']}; CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs, "
         f"{m['simd_lanes_f32']} float32 SIMD lanes); threads: {m['threads']}",
         f"- torch {m['torch']}, numba {m['numba']}, onnxruntime {m['onnxruntime']}, "
-        f"upconv {m['upconv']}; load average at start: {m['load_average']}",
+        f"upconv {m['upconv']}; load average at start: {m['load_average']}; "
+        f"OpenMP environment: {m.get('omp_env') or 'defaults'}",
         f"- measured peak sgemm {res.peak_gflops:.1f} GFLOP/s, copy bandwidth "
         f"{res.copy_gbs:.1f} GB/s; input scale {res.scale}; median of {res.repeats} "
-        "interleaved runs after warm-up",
+        f"interleaved runs after warm-up, {res.gap_s * 1e3:.0f} ms idle before each run",
         "- SP = sub-pixel conv / D-SP deconvolution, NN = resize conv / D-NN deconvolution. "
         "× best baseline: best PyTorch/ONNX Runtime time of the same function divided by this "
         "one (> 1 is faster). GFLOP/s counts the useful multiply-adds (SP: r²K²·Cin·C, NN: "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -50,6 +52,7 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     reduced: list[Row] = field(default_factory=list)
     reduced_scale: float = 0.0
+    gap_s: float = 0.0
     targets: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -61,7 +64,8 @@ def _out_bytes(layer: Layer) -> int:
 
 
 def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeats: int,
-                  peak: float, bw: float, memory: bool = True, warmup: int = 2) -> list[Row]:
+                  peak: float, bw: float, memory: bool = True, warmup: int = 2,
+                  gap_s: float = 0.0) -> list[Row]:
     """Check every case against PyTorch's C-SP / C-NN, time them interleaved, build rows."""
     want = expected(layer, tensors)
     errors = {}
@@ -69,7 +73,7 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
         with torch.no_grad():
             got = torch.as_tensor(np.asarray(case.fn()))
         errors[case.name] = float((got - want[case.expected_key]).abs().max())
-    times = interleaved_times({c.name: c.fn for c in cases}, repeats, warmup)
+    times = interleaved_times({c.name: c.fn for c in cases}, repeats, warmup, gap_s)
     best = {}
     for case in cases:
         if case.family == "baseline":
@@ -93,6 +97,7 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
 def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
               threads: int | None = None, scale: float = 1.0, reduced_scale: float = 0.125,
               with_ort: bool = True, with_references: bool = True, memory: bool = True,
+              gap_s: float = 0.05,
               progress: Callable[[str], None] = lambda msg: None) -> Results:
     """Run the suite; ``scale`` shrinks every input (1.0 = the published sizes)."""
     unknown = [i for i in layer_ids if i not in LAYERS]
@@ -103,13 +108,21 @@ def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
     threads = threads or torch.get_num_threads()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # algorithm="auto" tunes afresh in this run (a private cache), so its choices reflect the
+    # conditions being measured rather than whatever an earlier, maybe busier, run decided
+    from .. import autotune
+
+    saved_cache = os.environ.get(autotune.CACHE_ENV)
+    tune_dir = tempfile.TemporaryDirectory(prefix="upconv-bench-autotune-")
+    os.environ[autotune.CACHE_ENV] = tune_dir.name
+    autotune.clear_memory()
     try:
         progress(f"measuring the machine ({threads} threads)")
         small_run = scale < 0.25  # smoke runs: a lighter calibration
         peak = peak_sgemm_gflops(threads, size=1024 if small_run else 2048)
         bw = copy_bandwidth_gbs(threads, megabytes=64 if small_run else 256)
         res = Results(machine_info(threads), peak, bw, repeats, scale,
-                      reduced_scale=reduced_scale)
+                      reduced_scale=reduced_scale, gap_s=gap_s)
         for lid in layer_ids:
             layer = LAYERS[lid].scaled(scale) if scale != 1.0 else LAYERS[lid]
             tensors = make_tensors(layer)
@@ -118,7 +131,8 @@ def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
                 cases += ort_cases(layer, tensors, threads)
             cases += upconv_cases(layer, tensors, UPCONV_ALGORITHMS)
             progress(f"{lid}: {len(cases)} implementations × {repeats} runs")
-            res.rows += measure_layer(layer, tensors, cases, repeats, peak, bw, memory)
+            res.rows += measure_layer(layer, tensors, cases, repeats, peak, bw, memory,
+                                      gap_s=gap_s)
             if with_references:
                 small = layer.scaled(reduced_scale)
                 small_t = make_tensors(small)
@@ -126,11 +140,17 @@ def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
                 ref += [c for c in torch_cases(small, small_t) if c.family == "baseline"]
                 progress(f"{lid}: reference algorithms at {small.h}×{small.w}")
                 res.reduced += measure_layer(small, small_t, ref, max(3, repeats // 2), peak, bw,
-                                             memory=False, warmup=1)
+                                             memory=False, warmup=1, gap_s=gap_s)
         res.targets = evaluate_targets(res.rows)
         return res
     finally:
         torch.set_num_threads(before)
+        if saved_cache is None:
+            os.environ.pop(autotune.CACHE_ENV, None)
+        else:
+            os.environ[autotune.CACHE_ENV] = saved_cache
+        autotune.clear_memory()
+        tune_dir.cleanup()
 
 
 def _ms(rows: list[Row], layer: str, case: str) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -33,12 +34,15 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
               show_default=True, help="Shrink every input by this factor per side.")
 @click.option("--reduced-scale", type=click.FloatRange(min=0.01, max=1.0), default=0.125,
               show_default=True, help="Size factor for the slow reference algorithms.")
+@click.option("--gap-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="Idle time before each timed run, so spinning thread pools settle.")
 @click.option("--no-onnxruntime", is_flag=True, help="Skip the ONNX Runtime baselines.")
 @click.option("--no-references", is_flag=True, help="Skip the reference algorithms.")
 @click.option("--quick", is_flag=True,
               help="Smoke run: scale 0.05, 2 repeats, no reference algorithms.")
 def bench(layers: list[str], repeats: int, threads: int | None, out_dir: str, scale: float,
-          reduced_scale: float, no_onnxruntime: bool, no_references: bool, quick: bool) -> None:
+          reduced_scale: float, gap_ms: float, no_onnxruntime: bool, no_references: bool,
+          quick: bool) -> None:
     """Time every layer of the zoo as C-SP / C-NN (PyTorch, ONNX Runtime) and as D-SP / D-NN
     deconvolutions (upconv), interleaved in one process; write markdown and JSON results."""
     from rich.console import Console
@@ -46,11 +50,15 @@ def bench(layers: list[str], repeats: int, threads: int | None, out_dir: str, sc
     from ..bench import markdown, run_suite, write_results
 
     if quick:
-        scale, repeats, no_references = min(scale, 0.05), min(repeats, 2), True
+        scale, repeats, no_references, gap_ms = min(scale, 0.05), min(repeats, 2), True, 0.0
     console = Console(stderr=True)
+    if not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)):
+        console.print("[yellow]note:[/] PyTorch's OpenMP workers spin-wait after each op and "
+                      "slow the next non-PyTorch kernel; for the recommended setting run "
+                      "OMP_WAIT_POLICY=PASSIVE upconv bench (or python benchmarks/run.py)")
     res = run_suite(layers, repeats=repeats, threads=threads, scale=scale,
                     reduced_scale=reduced_scale, with_ort=not no_onnxruntime,
-                    with_references=not no_references,
+                    with_references=not no_references, gap_s=gap_ms / 1e3,
                     progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     try:
         paths = write_results(res, Path(out_dir))
