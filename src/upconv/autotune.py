@@ -101,12 +101,14 @@ def signature(call: DeconvCall, threads: int) -> str:
 
 
 def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 5,
-                    budget_s: float = 3.0) -> dict[str, float]:
+                    budget_s: float = 3.0, gap_s: float = 0.01) -> dict[str, float]:
     """Best seconds of each ``impl(call)``, timed round-robin after one warm-up call each.
 
     Round-robin spreads slow drifts of a shared machine over all candidates, and the minimum
-    is the least noisy estimate of what a candidate can do. Stops early (after at least two
-    rounds) once ``budget_s`` is spent.
+    is the least noisy estimate of what a candidate can do. ``gap_s`` of idle time before
+    each timed call lets the previous candidate's spin-waiting threads (PyTorch's OpenMP)
+    settle instead of slowing the next one. Stops early (after at least two rounds) once
+    ``budget_s`` is spent.
     """
     args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
             call.out_size)
@@ -117,6 +119,7 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 5,
         start = time.perf_counter()
         for i in range(repeats):
             for name, impl in impls.items():
+                time.sleep(gap_s)
                 t0 = time.perf_counter()
                 impl(*args)
                 best[name] = min(best[name], time.perf_counter() - t0)
