@@ -5,7 +5,7 @@ turns ``acc[p, v] += w[p] · x[v]`` into scalar read-modify-writes of a stack ar
 module emits the strip computation directly with llvmlite's IR builder, so every accumulator
 is its own SIMD value (``nb × nv`` vectors of ``LANES`` float32), every input vector is loaded
 once and feeds ``nb`` fused multiply-adds, and the only memory writes are the final
-``nb × nv`` vector stores into a strip-sized buffer. ``nb`` and ``nv`` are compile-time
+``nb × nv`` vector stores into the caller's row buffer. ``nb`` and ``nv`` are compile-time
 literals, so each ``(nb, nv)`` pair is its own specialised kernel.
 """
 
@@ -86,23 +86,6 @@ def _fma(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Val
     fnty = ir.FunctionType(a.type, [a.type] * 3)
     fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{a.type.count}f32")
     return builder.call(fn, [a, b, c])
-
-
-@intrinsic
-def strip_buffer(typingctx, nb, nv):
-    """A pointer to ``nb·nv·LANES`` float32 on the caller's stack (``nb``, ``nv`` literals).
-
-    The slot lives in the function's entry block, so a loop reuses it instead of allocating.
-    """
-    if not (isinstance(nb, types.IntegerLiteral) and isinstance(nv, types.IntegerLiteral)):
-        return None
-    size = nb.literal_value * nv.literal_value * LANES
-
-    def codegen(context, builder, sig, args):
-        slot = cgutils.alloca_once(builder, ir.ArrayType(_F32, size))
-        return builder.bitcast(slot, _F32.as_pointer())
-
-    return types.CPointer(types.float32)(nb, nv), codegen
 
 
 @intrinsic

@@ -9,12 +9,13 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   weights that sit next to each other.
 * Work is split over ``(batch, phase-grid row)`` with ``numba.prange``. For each row, the
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
-  of ``nv`` SIMD vectors, all accumulators in registers); the few border columns whose taps
-  leave the input use a scalar loop with bounds checks.
-* Each finished strip is written once to its interleaved output positions, with the periodic
-  or per-channel bias added on the way. The only scratch memory is one strip buffer of
-  ``nb·nv·LANES`` floats on each thread's stack: the kernel makes no heap allocation, and
-  nothing the size of a feature map exists besides the output.
+  of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
+  :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
+  (``nb × W`` floats per thread, allocated once per call); the few border columns whose taps
+  leave the input use a scalar loop vectorised across slots.
+* Each finished row is written once to its interleaved output positions, with the periodic
+  or per-channel bias added on the way. The kernel makes no heap allocation, and nothing the
+  size of a feature map exists besides the output.
 """
 
 from __future__ import annotations
