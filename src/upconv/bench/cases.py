@@ -63,13 +63,21 @@ def torch_cases(layer: Layer, t: LayerTensors) -> list[Case]:
 
 
 def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...]) -> list[Case]:
-    """:func:`upconv.deconv2d` with each algorithm on the D-SP and D-NN weights."""
+    """:func:`upconv.deconv2d` with each algorithm on the D-SP and D-NN weights.
+
+    ``auto`` also runs on the channels_last input the channels_last baseline gets, so that
+    "best of both layouts" compares like with like (auto tunes per layout).
+    """
+    x_cl = t.x.contiguous(memory_format=torch.channels_last)
     cases = []
     for algo in algorithms:
-        cases.append(Case(f"upconv {algo} (D-SP)", "SP", "upconv", _deconv(t, "sp", algo),
-                          t.wd_sp.numel()))
-        cases.append(Case(f"upconv {algo} (D-NN)", "NN", "upconv", _deconv(t, "nn", algo),
-                          t.wd_nn.numel()))
+        layouts = ((None, t.x), ("channels_last", x_cl)) if algo == "auto" else ((None, t.x),)
+        for layout, x in layouts:
+            tag = "" if layout is None else f", {layout}"
+            cases.append(Case(f"upconv {algo} (D-SP{tag})", "SP", "upconv",
+                              _deconv(x, t, "sp", algo), t.wd_sp.numel()))
+            cases.append(Case(f"upconv {algo} (D-NN{tag})", "NN", "upconv",
+                              _deconv(x, t, "nn", algo), t.wd_nn.numel()))
     return cases
 
 
@@ -92,9 +100,9 @@ def _bind(impl, x, wd, b, geo, out):
     return lambda: impl(x, wd, b, geo.stride, geo.padding, geo.output_padding, out)
 
 
-def _deconv(t: LayerTensors, which: str, algo: str) -> Callable[[], object]:
+def _deconv(x: torch.Tensor, t: LayerTensors, which: str, algo: str) -> Callable[[], object]:
     wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
-    return lambda: deconv2d(t.x, wd, b, geo.stride, geo.padding, algorithm=algo)
+    return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm=algo)
 
 
 def expected(layer: Layer, t: LayerTensors) -> dict[str, torch.Tensor]:

@@ -185,12 +185,14 @@ def evaluate_targets(rows: list[Row]) -> list[dict]:
             add(lid, "D-NN revd2 vs torch conv_transpose2d", _ms(
                 rows, lid, "torch conv_transpose2d (D-NN weights)"), dnn, 1.5)
         for fun in ("SP", "NN"):
-            auto = next((r for r in rows if r.layer == lid and r.case == f"upconv auto (D-{fun})"),
-                        None)
-            if auto is not None and auto.ratio_to_best_baseline is not None:
+            # like "best C-SP": the faster of the NCHW and channels_last inputs
+            ratios = [r.ratio_to_best_baseline for r in rows if r.layer == lid
+                      and r.case.startswith(f"upconv auto (D-{fun}")
+                      and r.ratio_to_best_baseline is not None]
+            if ratios:
                 out.append({"layer": lid, "target": f"auto (D-{fun}) vs best baseline",
-                            "value": round(auto.ratio_to_best_baseline, 3), "goal": 0.95,
-                            "met": auto.ratio_to_best_baseline >= 0.95})
+                            "value": round(max(ratios), 3), "goal": 0.95,
+                            "met": max(ratios) >= 0.95})
         l1 = next((r for r in rows if r.layer == lid and r.case == "upconv revd2 (D-SP)"), None)
         if lid == "L1" and l1 is not None:
             out.append({"layer": lid, "target": "D-SP revd2 % of roofline",
