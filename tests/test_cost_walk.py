@@ -156,7 +156,7 @@ def test_calibrate_and_validate_machinery(tmp_path):
     assert profile.offchip_bytes_per_second > 1e6 and profile.onchip_bytes_per_second > 1e6
     tiny = (BenchLayer("a", "C-SP", 2, 1, 3, 2, 6, 5), BenchLayer("b", "C-NN", 2, 2, 3, 2, 4, 4))
     results = validate_model(profile, tiny, repeats=1, compiled=False)
-    assert len(results["cases"]) == 2 * (len(STRATEGIES) + 1)
+    assert len(results["cases"]) == 2 * (len(STRATEGIES) + 2)  # + torch, tdc-torch
     assert -1 <= results["spearman"] <= 1 and set(results["spearman_per_layer"]) == {"a", "b"}
     for case in results["cases"]:
         assert case["measured_s"] > 0 and case["predicted_s"] > 0

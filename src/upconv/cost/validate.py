@@ -68,20 +68,22 @@ def _runner(layer: BenchLayer, strategy: str):
         module.weight.copy_(w)
     if strategy == "trained":
         return lambda: module(x)
-    if strategy == "revd2-compiled":
-        from upconv.functional import check_deconv
-        from upconv.kernels import deconv2d_revd2_compiled
-
-        d = module.to_deconv()
-        call = check_deconv(x, d.weight, None, d.stride, d.padding)
-        return lambda: deconv2d_revd2_compiled(call.x, call.weight, None, call.stride,
-                                               call.padding, call.output_padding, call.out_size)
+    d = module.to_deconv()
     if strategy == "torch":
-        d = module.to_deconv()
         return lambda: torch.nn.functional.conv_transpose2d(
             x, d.weight, stride=d.stride, padding=d.geometry.symmetric_padding)
-    d = module.to_deconv(strategy)
-    return lambda: d(x)
+    from upconv.algorithms import REFERENCES
+    from upconv.functional import check_deconv
+
+    if strategy == "revd2-compiled":
+        from upconv.kernels import deconv2d_revd2_compiled as impl
+    elif strategy == "tdc-torch":
+        from upconv.kernels.torch_paths import deconv2d_tdc_torch as impl
+    else:  # the readable reference, not whatever deconv2d dispatches the name to
+        impl = REFERENCES[strategy]
+    call = check_deconv(x, d.weight, None, d.stride, d.padding)
+    return lambda: impl(call.x, call.weight, None, call.stride, call.padding,
+                        call.output_padding, call.out_size)
 
 
 def _ranks(values: list[float]) -> list[float]:
@@ -122,7 +124,7 @@ def compiled_available() -> bool:
 
 
 #: what each timed strategy is predicted as
-PREDICTED_AS = {"torch": "stdd", "revd2-compiled": "revd2"}
+PREDICTED_AS = {"torch": "stdd", "revd2-compiled": "revd2", "tdc-torch": "tdc"}
 
 
 def validate_model(profile: HardwareProfile, layers: tuple[BenchLayer, ...] = BENCH_LAYERS,
@@ -135,8 +137,8 @@ def validate_model(profile: HardwareProfile, layers: tuple[BenchLayer, ...] = BE
     compiled REVD2 engine (``revd2-compiled``)."""
     import torch
 
-    extra = ["torch"] + (["revd2-compiled"] if (compiled_available() if compiled is None
-                                                else compiled) else [])
+    extra = ["torch", "tdc-torch"] + (["revd2-compiled"] if (
+        compiled_available() if compiled is None else compiled) else [])
     cases: list[dict] = []
     skipped: list[str] = []
     with torch_threads(threads), torch.no_grad():
