@@ -5,11 +5,15 @@ Candidates (all exact deconvolutions with :func:`upconv.deconv2d`'s contract):
 * ``"revd2-numba"``: the compiled REVD2 kernel (:mod:`upconv.kernels`);
 * ``"tdc-torch"``: TDC as PyTorch ``conv2d`` + pixel shuffle (oneDNN GEMM);
 * ``"tdc-torch-nhwc"``: the same with the convolution in channels_last;
-* ``"stdd-torch"``: PyTorch's ``conv_transpose2d``.
+* ``"stdd-torch"``: PyTorch's ``conv_transpose2d``;
+* ``"convtranspose-ort"``: ONNX Runtime's ``ConvTranspose`` (:mod:`upconv.kernels.ort_path`).
 
-A choice is keyed by a version string (upconv, torch, numba, CPU) plus the call's signature
-(shapes, stride, crops, bias kind, dtype, memory format) and the thread count, kept in memory
-and in ``autotune.json`` under the user cache directory (``UPCONV_CACHE_DIR`` overrides it),
+The compiled kernel and ONNX Runtime are float32 CPU inference only: calls that need gradients
+(or other dtypes or devices) weigh only the PyTorch paths.
+
+A choice is keyed by a version string (upconv, torch, numba, onnxruntime, CPU) plus the call's
+signature (shapes, stride, crops, bias kind, dtype, memory format) and the thread count, kept in
+memory and in ``autotune.json`` under the user cache directory (``UPCONV_CACHE_DIR`` overrides it),
 written atomically. Delete that file to re-tune.
 """
 
@@ -33,12 +37,13 @@ Impl = Callable[..., Tensor]
 CACHE_ENV = "UPCONV_CACHE_DIR"
 CACHE_FILE = "autotune.json"
 #: Bump when a candidate's implementation changes enough to invalidate old timings.
-SCHEMA = "2"
+SCHEMA = "3"
 
 
 def candidates() -> dict[str, Impl]:
     """Name → implementation of every candidate ``auto`` weighs."""
     from .kernels import deconv2d_revd2_compiled
+    from .kernels.ort_path import deconv2d_convtranspose_ort
     from .kernels.torch_paths import (
         deconv2d_convtranspose_torch,
         deconv2d_tdc_torch,
@@ -50,16 +55,20 @@ def candidates() -> dict[str, Impl]:
         "tdc-torch": deconv2d_tdc_torch,
         "tdc-torch-nhwc": deconv2d_tdc_torch_nhwc,
         "stdd-torch": deconv2d_convtranspose_torch,
+        "convtranspose-ort": deconv2d_convtranspose_ort,
     }
 
 
 def eligible(call: DeconvCall) -> list[str]:
-    """Candidates that can run ``call`` (the compiled kernel: float32 CPU inference only)."""
+    """Candidates that can run ``call`` (compiled kernel, ONNX Runtime: float32 CPU inference)."""
     from .kernels import unsupported_reason
+    from .kernels.ort_path import unsupported_reason as ort_unsupported_reason
 
     names = ["tdc-torch", "tdc-torch-nhwc", "stdd-torch"]
     if unsupported_reason(call.x, call.weight, call.bias) is None:
         names.insert(0, "revd2-numba")
+    if ort_unsupported_reason(call.x, call.weight, call.bias) is None:
+        names.append("convtranspose-ort")
     return names
 
 
@@ -78,10 +87,16 @@ def version_key() -> str:
     import numba
 
     from . import __version__
+    from .kernels.ort_path import ort_import_error
 
+    ort = "none"
+    if ort_import_error() is None:
+        import onnxruntime
+
+        ort = onnxruntime.__version__
     cpu = platform.processor() or platform.machine()
     return f"upconv={__version__};schema={SCHEMA};torch={torch.__version__};" \
-           f"numba={numba.__version__};cpu={cpu}"
+           f"numba={numba.__version__};onnxruntime={ort};cpu={cpu}"
 
 
 def signature(call: DeconvCall, threads: int) -> str:
