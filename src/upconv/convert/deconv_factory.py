@@ -5,19 +5,28 @@ from __future__ import annotations
 import torch
 
 from ..layers import Deconv2d
-from ..shapes import IntPair, resize_deconv_geometry, subpixel_deconv_geometry
+from ..shapes import IntPair, Pad4, resize_deconv_geometry, subpixel_deconv_geometry
 from ..transforms import bias_shuffle, weight_convolution, weight_shuffle
 from .conv_params import ConvParams, Unsupported, same_padding_or_reason
+
+
+def subpixel_padding(conv: ConvParams, scale: IntPair) -> Pad4:
+    """The conv's same padding ``(top, bottom, left, right)`` if conv + pixel shuffle ``scale``
+    converts; :class:`Unsupported` naming the first rule it breaks otherwise."""
+    pad = same_padding_or_reason(conv)
+    rh, rw = scale
+    cout = conv.weight.shape[0]
+    if cout % (rh * rw):
+        raise Unsupported(f"{cout} conv output channels are not divisible by {rh}·{rw}")
+    return pad
 
 
 @torch.no_grad()
 def subpixel_deconv(conv: ConvParams, scale: IntPair, algorithm: str) -> Deconv2d:
     """conv ``(C·rh·rw, Cin, Kh, Kw)`` + pixel shuffle ``scale`` → Deconv2d, periodic bias."""
-    pad = same_padding_or_reason(conv)
+    pad = subpixel_padding(conv, scale)
     rh, rw = scale
     cout, cin = conv.weight.shape[:2]
-    if cout % (rh * rw):
-        raise Unsupported(f"{cout} conv output channels are not divisible by {rh}·{rw}")
     g = subpixel_deconv_geometry(conv.kernel_size, scale, pad)
     deconv = Deconv2d(cin, cout // (rh * rw), g.kernel_size, g.stride, g.padding,
                       bias=conv.bias is not None, bias_period=scale, algorithm=algorithm,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+from ..shapes import IntPair, Pad4
 from .conv_params import ConvParams, Unsupported
 
 UPCONV_LEAVES = (SubPixelConv2d, ResizeConv2d, Deconv2d)
@@ -20,6 +22,26 @@ _SHUFFLE_FUNCTIONS = (F.pixel_shuffle, torch.pixel_shuffle)
 _INTERP_FUNCTIONS = (F.interpolate, F.upsample, F.upsample_nearest)
 _INTERP_ARGS = ("input", "size", "scale_factor", "mode", "align_corners",
                 "recompute_scale_factor", "antialias")
+
+
+@dataclass(frozen=True)
+class FxSite:
+    """A convertible two-node chain of a traced graph.
+
+    ``kind`` is ``"sub-pixel"`` (``first`` = conv → ``last`` = shuffle) or ``"resize"``
+    (``first`` = nearest resize → ``last`` = conv); ``conv_node`` is the chain's conv and
+    ``conv`` its parameters; ``scale`` is ``(rh, rw)``; ``padding`` the conv's same padding
+    ``(top, bottom, left, right)``; ``where`` a readable ``a → b`` label.
+    """
+
+    kind: str
+    first: fx.Node
+    last: fx.Node
+    conv_node: fx.Node
+    conv: ConvParams
+    scale: IntPair
+    padding: Pad4
+    where: str
 
 
 class LeafTracer(fx.Tracer):
@@ -68,10 +90,15 @@ def conv_params(gm: fx.GraphModule, node: fx.Node) -> ConvParams:
     if isinstance(m, nn.Conv2d):
         return ConvParams(m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups,
                           m.padding_mode)
-    a = _bind(node, _CONV_ARGS)
+    a = conv_arguments(node)
     return ConvParams(_attr_tensor(gm, a["weight"], "conv weight"),
                       _attr_tensor(gm, a.get("bias"), "conv bias"), a.get("stride", 1),
                       a.get("padding", 0), a.get("dilation", 1), a.get("groups", 1))
+
+
+def conv_arguments(node: fx.Node) -> dict[str, Any]:
+    """An ``F.conv2d`` / ``torch.conv2d`` node's arguments by name (``input``, ``weight``, ...)."""
+    return _bind(node, _CONV_ARGS)
 
 
 def conv_input(node: fx.Node) -> fx.Node:

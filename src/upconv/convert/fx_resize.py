@@ -10,9 +10,10 @@ from __future__ import annotations
 from torch import fx
 
 from ..shapes import IntPair, scale_pair
-from .conv_params import Unsupported
+from .conv_params import Unsupported, same_padding_or_reason
 from .deconv_factory import bias_kind, resize_deconv
 from .fx_nodes import (
+    FxSite,
     call_count,
     conv_params,
     fresh_path,
@@ -22,7 +23,7 @@ from .fx_nodes import (
     replace_chain,
     tensor_shape,
 )
-from .report import ConversionReport, ConvertedSite
+from .report import ConversionReport, ConvertedSite, SkippedSite
 
 KIND = "resize"
 NEAREST_MODES = ("nearest", "nearest-exact")
@@ -51,35 +52,52 @@ def _integer_scale(resize: fx.Node, spec: dict) -> IntPair:
     return scale
 
 
+def resize_site(gm: fx.GraphModule, resize: fx.Node) -> FxSite | SkippedSite | None:
+    """The convertible ``resize → conv`` chain starting at ``resize``, why it is left alone
+    (a :class:`SkippedSite`), or None when ``resize`` is no resize. Needs ``ShapeProp`` shapes."""
+    spec = interpolation(gm, resize)
+    if spec is None:
+        return None
+    where = node_path(resize)
+    try:
+        if spec["mode"] not in NEAREST_MODES:
+            raise Unsupported(
+                f"{spec['mode']} resize (only nearest reduces to a deconvolution)")
+        users = list(resize.users)
+        if len(users) != 1:
+            raise Unsupported(f"resize output has {len(users)} consumers, not one conv")
+        conv_node = users[0]
+        if not is_conv(gm, conv_node):
+            raise Unsupported(
+                f"its consumer is not a convolution (it is {node_path(conv_node)})")
+        x = conv_node.args[0] if conv_node.args else conv_node.kwargs.get("input")
+        if x is not resize:
+            raise Unsupported("the resize feeds the conv's weights, not its input")
+        where = f"{node_path(resize)} → {node_path(conv_node)}"
+        if conv_node.op == "call_module" and call_count(gm, conv_node.target) != 1:
+            raise Unsupported("the conv module is called at more than one place")
+        scale = _integer_scale(resize, spec)
+        conv = conv_params(gm, conv_node)
+        pad = same_padding_or_reason(conv)
+    except Unsupported as why:
+        return SkippedSite(where, KIND, str(why))
+    return FxSite(KIND, resize, conv_node, conv_node, conv, scale, pad, where)
+
+
 def rewrite_resize(gm: fx.GraphModule, algorithm: str, report: ConversionReport) -> None:
     """Rewrite every nearest resize whose only consumer is a convertible conv.
 
     Needs ``ShapeProp`` metadata on the nodes. Every resize is converted or reported.
     """
     for resize in list(gm.graph.nodes):
-        spec = interpolation(gm, resize)
-        if spec is None:
+        site = resize_site(gm, resize)
+        if site is None:
             continue
-        where = node_path(resize)
+        if isinstance(site, SkippedSite):
+            report.skip(site.path, site.kind, site.reason)
+            continue
+        conv_node, conv, scale, where = site.conv_node, site.conv, site.scale, site.where
         try:
-            if spec["mode"] not in NEAREST_MODES:
-                raise Unsupported(
-                    f"{spec['mode']} resize (only nearest reduces to a deconvolution)")
-            users = list(resize.users)
-            if len(users) != 1:
-                raise Unsupported(f"resize output has {len(users)} consumers, not one conv")
-            conv_node = users[0]
-            if not is_conv(gm, conv_node):
-                raise Unsupported(
-                    f"its consumer is not a convolution (it is {node_path(conv_node)})")
-            x = conv_node.args[0] if conv_node.args else conv_node.kwargs.get("input")
-            if x is not resize:
-                raise Unsupported("the resize feeds the conv's weights, not its input")
-            where = f"{node_path(resize)} → {node_path(conv_node)}"
-            if conv_node.op == "call_module" and call_count(gm, conv_node.target) != 1:
-                raise Unsupported("the conv module is called at more than one place")
-            scale = _integer_scale(resize, spec)
-            conv = conv_params(gm, conv_node)
             deconv = resize_deconv(conv, scale, algorithm)
         except Unsupported as why:
             report.skip(where, KIND, str(why))
