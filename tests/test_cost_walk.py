@@ -6,12 +6,15 @@ import json
 import math
 from dataclasses import replace
 
+import archs
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import upconv
 from upconv.cli import main
@@ -262,3 +265,76 @@ def test_paper_comparison_rows():
     layer = next(r for r in published if r["op"] == "C-SP" and r["scope"] == "layer")
     whole = next(r for r in published if r["op"] == "C-SP" and r["scope"] == "whole model")
     assert whole["energy"] < layer["energy"]  # the trunk's convolutions dilute the gain
+
+
+# --- functional upsampling (torch.fx walk) ------------------------------------------------
+
+
+def _conv_macs(model: nn.Module, shape) -> int:
+    """Independent count: FLOPs PyTorch's flop counter sees on a real forward pass / 2."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(shape))
+    return counter.get_total_flops() // 2
+
+
+def _upsampling(mc):
+    return [(layer.spec.kind, layer.spec.params["scale"], layer.spec.params["in_channels"],
+             layer.spec.params["out_channels"], layer.spec.params["height"],
+             layer.spec.params["width"]) for layer in mc.upsampling]
+
+
+class _FunctionalSubPixel(nn.Module):
+    """conv module → F.pixel_shuffle, F.conv2d (parameters) → F.pixel_shuffle, strided F.conv2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(1, 4, 3, padding=1)
+        self.w = nn.Parameter(torch.randn(8, 4, 3, 3))
+        self.b = nn.Parameter(torch.randn(8))
+        self.w_down = nn.Parameter(torch.randn(2, 2, 3, 3))
+
+    def forward(self, x):
+        x = F.pixel_shuffle(self.head(x), 2)  # (N, 1, 2H, 2W)
+        x = F.pixel_shuffle(F.conv2d(x.expand(-1, 4, -1, -1), self.w, self.b, padding=1), 2)
+        return F.conv2d(x, self.w_down, stride=2)
+
+
+@pytest.mark.parametrize("arch, expected", [
+    ("rrdb-x4", [("C-NN", (2, 2), 8, 8, 6, 7), ("C-NN", (2, 2), 8, 8, 12, 14)]),
+    ("srvgg-x4", [("C-SP", 4, 8, 3, 6, 7)]),
+])
+def test_walk_module_counts_functional_sites_like_the_converter(arch, expected):
+    model, _, shape = archs.build(arch)
+    mc = walk_module(model, shape)
+    assert _upsampling(mc) == expected and mc.notes == ()
+    assert combine(mc.under("trained")).macs == _conv_macs(model, shape)
+    # every other conv stays plain; converting switches only the upsampling layers
+    assert sum(layer.spec.kind == "conv" for layer in mc.layers) == sum(
+        isinstance(m, nn.Conv2d) for m in model.modules()) - len(expected)
+
+
+def test_walk_module_sees_functional_pixel_shuffle_and_conv2d():
+    model = _FunctionalSubPixel().eval()
+    mc = walk_module(model, (2, 1, 5, 6))
+    # the hook walk counted `head` as a plain conv and missed both F.conv2d calls
+    assert [(layer.spec.name, layer.spec.kind) for layer in mc.layers] == [
+        ("head+pixel_shuffle()", "C-SP"), ("conv2d()+pixel_shuffle_1()", "C-SP"),
+        ("conv2d_1()", "conv")]
+    assert _upsampling(mc) == [("C-SP", 2, 1, 1, 5, 6), ("C-SP", 2, 4, 2, 10, 12)]
+    assert mc.layers[2].counts["conv"] == count_conv(in_channels=2, out_channels=2,
+                                                     kernel_size=3, stride=2, height=20,
+                                                     width=24, batch=2)
+    assert combine(mc.under("trained")).macs == _conv_macs(model, (2, 1, 5, 6))
+
+
+def test_walk_module_finds_the_converters_sites_and_falls_back_with_a_note():
+    for name in archs.ARCHITECTURES:
+        model, expected, shape = archs.build(name)
+        kinds = [layer.spec.kind for layer in walk_module(model, shape).upsampling]
+        assert (kinds.count("C-SP"), kinds.count("C-NN")) == (
+            expected["sub-pixel"], expected["resize"]), name
+    mc = walk_module(archs.Untraceable(), (1, 1, 8, 8))  # data-dependent control flow
+    assert [layer.spec.kind for layer in mc.layers] == ["conv", "C-SP", "C-NN"]
+    assert len(mc.notes) == 1 and "torch.fx could not trace" in mc.notes[0]
+    assert build_report(mc, load_profile())["notes"] == list(mc.notes)
+    assert build_report(walk_module(ESPCN(3), (1, 1, 8, 8)), load_profile())["notes"] == []

@@ -83,6 +83,7 @@ def build_report(model: ModelCost, profile: HardwareProfile, mode: str = "roofli
                     "description": layer.spec.describe()} for layer in model.layers],
         "upsampling": upsampling,
         "whole_model": whole,
+        "notes": list(getattr(model, "notes", ())),
     }
 
 
@@ -135,6 +136,8 @@ def print_report(report: dict, console=None) -> None:
     console.print(f"[bold]{report['model']}[/bold] input {tuple(report['input_shape'])}, "
                   f"{report['dtype']}, profile [bold]{p['name']}[/bold] ({report['mode']}); "
                   "counts are elements, × = trained / strategy (higher is better)")
+    for note in report.get("notes", ()):
+        console.print(f"[yellow]note:[/yellow] {note}")
     for layer in report["upsampling"]:
         console.print(_table(f"{layer['name']}: {layer['description']}", layer["strategies"]))
     if len(report["layers"]) > 1 or not report["upsampling"]:

@@ -1,10 +1,12 @@
 """Find the layers of a PyTorch or ONNX model and count each under every strategy.
 
 Upsampling layers are recognised as :class:`~upconv.SubPixelConv2d`, :class:`~upconv.ResizeConv2d`,
-:class:`~upconv.Deconv2d` / ``nn.ConvTranspose2d``, or the plain patterns ``Conv2d → PixelShuffle``
-and ``Upsample(nearest) → Conv2d`` (ONNX: ``Conv → DepthToSpace``, ``Resize(nearest) → Conv``,
-``ConvTranspose``). Every other convolution is counted as a plain convolution so that
-whole-model ratios are honest; other layers (activations, pooling, ...) are not counted.
+:class:`~upconv.Deconv2d` / ``nn.ConvTranspose2d``, or the sub-pixel ``conv → pixel shuffle`` and
+nearest ``resize → conv`` sites :func:`upconv.convert` would rewrite, module or functional
+(torch.fx; module patterns only for models fx cannot trace) (ONNX: ``Conv → DepthToSpace``,
+``Resize(nearest) → Conv``, ``ConvTranspose``). Every other convolution is counted as a plain
+convolution so that whole-model ratios are honest; other layers (activations, pooling, ...)
+are not counted.
 
 A *strategy* is ``"trained"`` (upsampling layers as trained: C-SP / C-NN; a deconvolution
 with its own algorithm) or an algorithm name (every upsampling layer converted and run with it).
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..algorithms import ALGORITHMS
-from ..shapes import conv_same_padding4, padding4
+from ..shapes import IntPair, conv_same_padding4, padding4, pair
 from .counts import Counts, check_dtype, count, count_conv, count_deconv
 
 STRATEGIES: tuple[str, ...] = ("trained", *ALGORITHMS)
@@ -65,12 +67,14 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Every counted layer of a model, in execution order."""
+    """Every counted layer of a model, in execution order; ``notes`` say how it was walked
+    when that limits what was recognised (e.g. the hook fallback for untraceable models)."""
 
     name: str
     input_shape: tuple[int, ...]
     dtype: str
     layers: tuple[LayerCost, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def upsampling(self) -> tuple[LayerCost, ...]:
@@ -96,26 +100,36 @@ def layer_cost(spec: LayerSpec, batch: int = 1, dtype: str = "float32") -> Layer
     return LayerCost(spec, {"trained": count(spec.kind, **p), **per})
 
 
-def _model_cost(name: str, shape: Sequence[int], dtype: str, specs: list[LayerSpec]) -> ModelCost:
+def _model_cost(name: str, shape: Sequence[int], dtype: str, specs: list[LayerSpec],
+                notes: tuple[str, ...] = ()) -> ModelCost:
     check_dtype(dtype)
     if not specs:
         raise ValueError(f"{name}: found no convolution or upsampling layer to count")
     batch = int(shape[0])
     return ModelCost(name, tuple(int(s) for s in shape), dtype,
-                     tuple(layer_cost(s, batch, dtype) for s in specs))
+                     tuple(layer_cost(s, batch, dtype) for s in specs), notes)
 
 
 # --- PyTorch ------------------------------------------------------------------------------
 
 
+def plain_conv_params(in_channels: int, out_channels: int, kernel_size: IntPair,
+                      stride: int | Sequence[int], padding: int | str | Sequence[int],
+                      dilation: int | Sequence[int], groups: int, h: int, w: int) -> dict:
+    """:func:`count_conv` keywords of a conv on an ``h × w`` input (``"same"`` / ``"valid"``
+    padding resolved)."""
+    if isinstance(padding, str):
+        padding = (conv_same_padding4("same", kernel_size) if padding == "same"
+                   else (0, 0, 0, 0))
+    return dict(in_channels=in_channels, out_channels=out_channels,
+                kernel_size=tuple(kernel_size), height=h, width=w,
+                stride=pair(stride, "stride"), padding=padding4(padding),
+                dilation=pair(dilation, "dilation"), groups=groups)
+
+
 def _conv_params(conv, h: int, w: int) -> dict:
-    pad = conv.padding
-    if isinstance(pad, str):
-        pad = conv_same_padding4("same", conv.kernel_size) if pad == "same" else (0, 0, 0, 0)
-    return dict(in_channels=conv.in_channels, out_channels=conv.out_channels,
-                kernel_size=tuple(conv.kernel_size), height=h, width=w,
-                stride=tuple(conv.stride), padding=padding4(pad),
-                dilation=tuple(conv.dilation), groups=conv.groups)
+    return plain_conv_params(conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
+                             conv.stride, conv.padding, conv.dilation, conv.groups, h, w)
 
 
 def _is_same_unit_conv(conv) -> bool:
@@ -137,20 +151,71 @@ def _same_pad(conv) -> tuple[int, int, int, int]:
                               padding4(conv.padding), conv.kernel_size)
 
 
+def module_spec(lname: str, mod, h: int, w: int) -> LayerSpec:
+    """The spec of one upconv layer, transposed conv or (plain) ``nn.Conv2d`` on an ``h × w``
+    input (:class:`~upconv.SubPixelConv2d` / :class:`~upconv.ResizeConv2d`: C-SP / C-NN)."""
+    from torch import nn
+
+    from ..layers import Deconv2d, SubPixelConv2d
+
+    if isinstance(mod, nn.Conv2d):
+        return LayerSpec(lname, "conv", _conv_params(mod, h, w))
+    if isinstance(mod, Deconv2d | nn.ConvTranspose2d):
+        if isinstance(mod, nn.ConvTranspose2d) and (
+                mod.groups != 1 or tuple(mod.dilation) != (1, 1)):
+            raise ValueError(f"{lname}: ConvTranspose2d with groups or dilation is not "
+                             "supported by the cost model")
+        trained = mod.algorithm if isinstance(mod, Deconv2d) else "stdd"
+        if trained not in ALGORITHMS:  # "auto" resolves to the paper's algorithm
+            trained = "revd2"
+        return LayerSpec(lname, "deconv", dict(
+            in_channels=mod.in_channels, out_channels=mod.out_channels,
+            kernel_size=tuple(mod.kernel_size), stride=tuple(mod.stride),
+            padding=padding4(mod.padding), output_padding=tuple(mod.output_padding),
+            height=h, width=w), trained)
+    kind = "C-SP" if isinstance(mod, SubPixelConv2d) else "C-NN"
+    return LayerSpec(lname, kind, dict(
+        in_channels=mod.in_channels, out_channels=mod.out_channels,
+        kernel_size=mod.kernel_size, scale=mod.scale, padding=mod.padding, height=h, width=w))
+
+
 def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
                 name: str | None = None) -> ModelCost:
     """Count every layer of ``model`` (an ``nn.Module``) on an input of ``input_shape``
-    ``(N, C, H, W)``. Runs one forward pass on the meta device (no compute) with hooks."""
-    import torch
+    ``(N, C, H, W)``, without compute (meta device, or a real pass for ops without meta kernels).
+
+    Traced with torch.fx, the sub-pixel / nearest-resize sites are those
+    :func:`upconv.convert` would rewrite, module or functional (``F.pixel_shuffle``,
+    ``F.interpolate``, ``F.conv2d``; see :mod:`upconv.cost.walk_fx`). A model fx cannot trace
+    is walked with module hooks instead (module patterns only) and ``notes`` says so.
+    """
     from torch import nn
 
-    from ..layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+    from .walk_fx import NotTraceable, fx_layer_specs
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"input_shape must be (N, C, H, W) with positive sizes, got {shape}")
+    label = name or type(model).__name__
+    try:
+        specs = fx_layer_specs(model, shape)
+    except NotTraceable as why:
+        note = (f"torch.fx could not trace the model ({why}); walked with module hooks: "
+                "functional F.pixel_shuffle / F.interpolate / F.conv2d calls are not "
+                "recognised (their convs count as plain convs, functional convs not at all)")
+        return _model_cost(label, shape, dtype, _hook_specs(model, shape), (note,))
+    return _model_cost(label, shape, dtype, specs)
+
+
+def _hook_specs(model, shape: tuple[int, ...]) -> list[LayerSpec]:
+    """The fallback walk: one forward pass with module hooks; module patterns only."""
+    import torch
+    from torch import nn
+
+    from ..layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+
     leaves = (SubPixelConv2d, ResizeConv2d, Deconv2d, nn.ConvTranspose2d, nn.Conv2d,
               nn.PixelShuffle, nn.Upsample)
     calls: list[tuple[str, nn.Module, object, object]] = []
@@ -197,26 +262,7 @@ def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
             continue
         nxt = calls[i + 1] if i + 1 < len(calls) else None
         _, _, h, w = x.shape
-        if isinstance(mod, SubPixelConv2d | ResizeConv2d):
-            kind = "C-SP" if isinstance(mod, SubPixelConv2d) else "C-NN"
-            specs.append(LayerSpec(lname, kind, dict(
-                in_channels=mod.in_channels, out_channels=mod.out_channels,
-                kernel_size=mod.kernel_size, scale=mod.scale, padding=mod.padding,
-                height=h, width=w)))
-        elif isinstance(mod, Deconv2d | nn.ConvTranspose2d):
-            if isinstance(mod, nn.ConvTranspose2d) and (
-                    mod.groups != 1 or tuple(mod.dilation) != (1, 1)):
-                raise ValueError(f"{lname}: ConvTranspose2d with groups or dilation is not "
-                                 "supported by the cost model")
-            pad = padding4(mod.padding)
-            trained = mod.algorithm if isinstance(mod, Deconv2d) else "stdd"
-            if trained not in ALGORITHMS:  # "auto" resolves to the paper's algorithm
-                trained = "revd2"
-            specs.append(LayerSpec(lname, "deconv", dict(
-                in_channels=mod.in_channels, out_channels=mod.out_channels,
-                kernel_size=tuple(mod.kernel_size), stride=tuple(mod.stride), padding=pad,
-                output_padding=tuple(mod.output_padding), height=h, width=w), trained))
-        elif isinstance(mod, nn.Conv2d):
+        if isinstance(mod, nn.Conv2d):
             if (nxt is not None and isinstance(nxt[1], nn.PixelShuffle) and nxt[2] is y
                     and _is_same_unit_conv(mod)
                     and mod.out_channels % nxt[1].upscale_factor**2 == 0):
@@ -227,7 +273,7 @@ def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
                     kernel_size=tuple(mod.kernel_size), scale=r, padding=_same_pad(mod),
                     height=h, width=w)))
             else:
-                specs.append(LayerSpec(lname, "conv", _conv_params(mod, h, w)))
+                specs.append(module_spec(lname, mod, h, w))
         elif isinstance(mod, nn.Upsample):
             ratio = (y.shape[2] / h, y.shape[3] / w)
             if (nxt is not None and isinstance(nxt[1], nn.Conv2d) and nxt[2] is y
@@ -239,7 +285,9 @@ def walk_module(model, input_shape: Sequence[int], *, dtype: str = "float32",
                     in_channels=conv.in_channels, out_channels=conv.out_channels,
                     kernel_size=tuple(conv.kernel_size), scale=tuple(int(r) for r in ratio),
                     padding=_same_pad(conv), height=h, width=w)))
-    return _model_cost(name or type(model).__name__, shape, dtype, specs)
+        elif not isinstance(mod, nn.PixelShuffle):
+            specs.append(module_spec(lname, mod, h, w))
+    return specs
 
 
 # --- ONNX ---------------------------------------------------------------------------------
