@@ -222,3 +222,27 @@ def test_batchnorm_statistics_untouched_in_train_mode():
 def test_example_inputs_the_model_rejects():
     with pytest.raises(ValueError, match="example inputs of shape"):
         convert(archs.ESPCN(2), torch.randn(1, 3, 8, 8), algorithm=REF)
+
+
+class _SubPixelThenResize(torch.nn.Module):
+    """conv → F.pixel_shuffle → F.interpolate(nearest) → conv: two sites back to back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = torch.nn.Conv2d(3, 4 * 4, 3, padding=1)
+        self.up2 = torch.nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = torch.nn.functional.pixel_shuffle(self.up1(x), 2)
+        y = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        return self.up2(y)
+
+
+def test_resize_right_after_a_converted_subpixel_is_converted_too():
+    """The node that replaces a sub-pixel chain keeps its recorded shape for later rewrites."""
+    model = _SubPixelThenResize()
+    converted, report = upconv.convert(model, torch.randn(1, 3, 6, 5), algorithm="stdd")
+    assert sorted(site.kind for site in report.converted) == ["resize", "sub-pixel"]
+    assert not report.skipped
+    x = torch.randn(2, 3, 7, 4)
+    torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)

@@ -168,6 +168,8 @@ def replace_chain(gm: fx.GraphModule, first: fx.Node, last: fx.Node, module: nn.
     set_submodule(gm, path, module)
     with gm.graph.inserting_before(last):
         new = gm.graph.call_module(path, (x,))
+    # same function, same output: later rewrites read the shape ShapeProp recorded on ``last``
+    new.meta.update({k: v for k, v in last.meta.items() if k == "tensor_meta"})
     last.replace_all_uses_with(new)
     inputs = [n for n in first.all_input_nodes if n.op == "get_attr"]
     inputs += [n for n in last.all_input_nodes if n.op == "get_attr"]
