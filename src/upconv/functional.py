@@ -146,9 +146,10 @@ def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
 
     ``"revd2"``: the compiled kernel (:mod:`upconv.kernels`) for float32 CPU inference, the
     readable reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
-    ``conv2d`` + pixel shuffle. ``"auto"``: the fastest of those (TDC in NCHW and NHWC) and
-    PyTorch's ``conv_transpose2d``, timed once per shape and thread count
-    (:mod:`upconv.autotune`). ``"stdd"``, ``"strd"``, ``"revd"``: their references.
+    ``conv2d`` + pixel shuffle. ``"auto"``: the fastest of those (TDC in NCHW and NHWC),
+    PyTorch's ``conv_transpose2d`` and, for inference, ONNX Runtime's ``ConvTranspose``,
+    timed once per shape and thread count (:mod:`upconv.autotune`). ``"stdd"``, ``"strd"``,
+    ``"revd"``: their references.
     """
     if algorithm == AUTO:
         from .autotune import resolve
