@@ -148,12 +148,15 @@ def train(
     dict (rank 0's view; other ranks return the same keys without writing files).
     """
     env = init_distributed()
-    try:
-        return _train(config, Path(out), env, resume=resume, export=export, log=log,
-                      progress=progress)
-    finally:
-        if env.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    result = _train(config, Path(out), env, resume=resume, export=export, log=log,
+                    progress=progress)
+    if env.world_size > 1 and dist.is_initialized():
+        # Every rank finishes its collectives and rank 0 its file writes before any rank tears
+        # its gloo connections down (one rank leaving early once aborted rank 0 at exit). After
+        # an exception a collective teardown could deadlock, so it happens on success only.
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
 
 
 def _train(config: TrainConfig, out: Path, env: Distributed, *, resume: bool,
