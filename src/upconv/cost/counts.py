@@ -45,7 +45,6 @@ from ..shapes import (
 DTYPES: dict[str, tuple[int, int]] = {"float32": (4, 4), "float16": (2, 4), "int8": (1, 4)}
 #: operators accepted by :func:`count`
 OPS: tuple[str, ...] = ("C-SP", "C-NN", "D-SP", "D-NN")
-ROLES: tuple[str, ...] = ("input", "weight", "output", "transform", "partial_sum")
 
 
 @dataclass(frozen=True)
