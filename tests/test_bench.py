@@ -6,11 +6,25 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from oracle import conv_transpose2d_oracle
 
-from upconv.bench import LAYERS, markdown, run_suite, write_results
+from upconv.bench import (
+    HELDOUT,
+    LAYERS,
+    ZOOS,
+    Row,
+    all_layer_ids,
+    layer_by_id,
+    markdown,
+    run_suite,
+    write_results,
+)
+from upconv.bench.cases import expected
 from upconv.bench.measure import interleaved_times
 from upconv.bench.suite import evaluate_targets
+from upconv.bench.zoo import make_tensors
 from upconv.cli import main
+from upconv.cli.bench import results_name
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +110,104 @@ def test_suite_tunes_auto_in_a_private_cache(tmp_path, monkeypatch):
               memory=False, gap_s=0.0)
     assert not (tmp_path / autotune.CACHE_FILE).exists()  # the user's cache is untouched
     assert autotune.cache_path().parent == tmp_path  # and the setting is restored
+
+
+def test_heldout_layers_are_a_separate_zoo():
+    assert set(HELDOUT) == {f"H{i}" for i in range(1, 7)} and not set(HELDOUT) & set(LAYERS)
+    assert ZOOS == {"paper": LAYERS, "heldout": HELDOUT}
+    assert all_layer_ids() == [*LAYERS, *HELDOUT]
+    assert layer_by_id("H3") is HELDOUT["H3"] and layer_by_id("L1") is LAYERS["L1"]
+    assert HELDOUT["H3"].k == 5
+    with pytest.raises(KeyError, match=r"L1, .*H6"):
+        layer_by_id("H7")
+    for layer in HELDOUT.values():  # realistic but small enough for a full run in minutes
+        assert layer.n * layer.c * layer.r**2 * layer.h * layer.w <= 10_000_000
+        assert 2 * layer.macs_sp() <= 5e9
+
+
+@pytest.mark.parametrize("lid", list(HELDOUT))
+def test_heldout_deconvolutions_match_the_convolutions(lid):
+    layer = HELDOUT[lid].scaled(0.05)
+    t = make_tensors(layer)
+    want = expected(layer, t)
+    out_h, out_w = layer.r * layer.h, layer.r * layer.w
+    assert want["SP"].shape == want["NN"].shape == (layer.n, layer.c, out_h, out_w)
+    for w, b, geo, key in ((t.wd_sp, t.bd_sp, t.geo_sp, "SP"), (t.wd_nn, t.b_nn, t.geo_nn, "NN")):
+        assert geo.output_size(layer.h, layer.w) == (out_h, out_w)
+        got = conv_transpose2d_oracle(t.x, w, b, geo.stride, geo.padding, geo.output_padding)
+        assert (got - want[key]).abs().max() < 1e-4, key
+
+
+def test_cli_heldout_zoo_writes_its_own_files(tmp_path):
+    res = CliRunner().invoke(main, ["bench", "--zoo", "heldout", "--quick", "--layers", "h3",
+                                    "--threads", "1", "--no-onnxruntime", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"heldout.md", "heldout.json"} <= names and not names & {"latest.md", "latest.json"}
+    assert len([n for n in names if n.startswith("heldout-")]) == 2
+    data = json.loads((tmp_path / "heldout.json").read_text())
+    assert {r["layer"] for r in data["rows"]} == {"H3"}
+    assert all(r["max_abs_error"] < 1e-3 for r in data["rows"])  # the K = 5 layer is computed
+    assert {t["target"] for t in data["targets"]} >= {
+        "D-SP revd2 vs best torch C-SP (generic)", "D-NN revd2 vs torch conv_transpose2d (generic)"}
+    assert "(generic)" in (tmp_path / "heldout.md").read_text()
+
+
+def test_heldout_results_name_and_bad_ids():
+    assert results_name("paper", ["L1", "L2"]) == "latest"
+    assert results_name("heldout", list(HELDOUT)) == "heldout"
+    assert results_name("paper", ["L1", "H2"]) == "heldout"  # never overwrite latest.*
+    res = CliRunner().invoke(main, ["bench", "--zoo", "heldout", "--layers", "H1,H9"])
+    assert res.exit_code != 0 and "H9 is not a layer id" in res.output
+    assert "L1,L2,L3,L4,L5,L6,H1,H2,H3,H4,H5,H6" in res.output
+    res = CliRunner().invoke(main, ["bench", "--zoo", "other"])
+    assert res.exit_code != 0 and "heldout" in res.output
+    with pytest.raises(ValueError, match=r"unknown layer.*L1, .*H6"):
+        run_suite(["H7"])
+
+
+def _row(layer: str, case: str, ms: float, ratio: float | None = None) -> Row:
+    fun = "NN" if "NN" in case or "interpolate" in case else "SP"
+    return Row(layer, fun, case, "upconv" if case.startswith("upconv") else "baseline", ms, 2,
+               ratio, 1.0, 10.0, 0, 0.0)
+
+
+def test_heldout_layers_get_the_generic_targets():
+    rows = [_row(lid, case, ms, ratio) for lid in ("H2", "L1") for case, ms, ratio in (
+        ("torch conv+pixel_shuffle (NCHW)", 12.0, None),
+        ("torch conv+pixel_shuffle (channels_last)", 10.0, None),
+        ("torch conv_transpose2d (D-SP weights)", 30.0, None),
+        ("torch interpolate(nearest)+conv", 100.0, None),
+        ("torch conv_transpose2d (D-NN weights)", 15.0, None),
+        ("upconv revd2 (D-SP)", 8.0, None),
+        ("upconv revd2 (D-NN)", 12.0, None),
+        ("upconv auto (D-SP)", 9.0, 1.1),
+        ("upconv auto (D-SP, channels_last)", 11.0, 0.9),
+        ("upconv auto (D-NN)", 16.0, 0.9))]
+    targets = evaluate_targets(rows)
+    h2 = {t["target"]: (t["value"], t["goal"], t["met"]) for t in targets if t["layer"] == "H2"}
+    assert h2 == {
+        "D-SP revd2 vs best torch C-SP (generic)": (1.25, 1.0, True),
+        "D-SP revd2 vs torch conv_transpose2d (generic)": (3.75, 3.0, True),
+        "D-NN revd2 vs torch conv_transpose2d (generic)": (1.25, 1.5, False),
+        "auto (D-SP) vs best baseline (generic)": (1.1, 0.95, True),
+        "auto (D-NN) vs best baseline (generic)": (0.9, 0.95, False),
+    }
+    l1 = {t["target"]: t["goal"] for t in targets if t["layer"] == "L1"}  # the issue's, as before
+    assert l1 == {"D-SP revd2 vs best torch C-SP": 1.3,
+                  "D-SP revd2 vs torch conv_transpose2d": 3.0,
+                  "D-NN revd2 vs torch resize-conv": 10.0,
+                  "D-NN revd2 vs torch conv_transpose2d": 1.5,
+                  "auto (D-SP) vs best baseline": 0.95, "auto (D-NN) vs best baseline": 0.95,
+                  "D-SP revd2 % of roofline": 50.0}
+
+
+def test_results_files_take_a_name(tiny_results, tmp_path):
+    paths = write_results(tiny_results, tmp_path, name="heldout")
+    stamp = tiny_results.machine["date_utc"].replace(":", "").replace("-", "")
+    assert [p.name for p in paths] == ["heldout.md", "heldout.json", f"heldout-{stamp}.md",
+                                       f"heldout-{stamp}.json"]
+    assert not (tmp_path / "latest.md").exists()
+    assert [p.name for p in write_results(tiny_results, tmp_path)][2] == f"bench-{stamp}.md"
+    with pytest.raises(ValueError, match="file stem"):
+        write_results(tiny_results, tmp_path, name="../x")

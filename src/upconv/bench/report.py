@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .suite import Results, Row
+from .suite import GENERIC, Results, Row
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -60,8 +60,11 @@ def markdown(res: Results) -> str:
         "bandwidth) over the time. extra bytes: PyTorch-allocator bytes beyond the output "
         "(n/a: outside PyTorch). † periodic bias not added (favours the baseline).", "",
         "## Targets", "",
-        "| layer | target | measured | goal | met |", "|---|---|---:|---:|---|",
     ]
+    if any(t["target"].endswith(GENERIC) for t in res.targets):
+        out += ["Targets marked (generic) apply the same goals to every layer outside the "
+                "issue's L1–L6 (the held-out layers, which the kernel was not tuned on).", ""]
+    out += ["| layer | target | measured | goal | met |", "|---|---|---:|---:|---|"]
     for t in res.targets:
         out.append(f"| {t['layer']} | {t['target']} | {t['value']} | {t['goal']} | "
                    f"{'yes' if t['met'] else '**no**'} |")
@@ -85,12 +88,19 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_results(res: Results, out_dir: Path) -> list[Path]:
-    """``latest.md`` / ``latest.json`` plus timestamped copies in ``out_dir``; returns paths."""
+def write_results(res: Results, out_dir: Path, name: str = "latest") -> list[Path]:
+    """``<name>.md`` / ``<name>.json`` plus timestamped copies in ``out_dir``; returns paths.
+
+    The dated copies are ``bench-<stamp>.*`` for the default name ``latest`` (the paper's
+    layers) and ``<name>-<stamp>.*`` otherwise (e.g. ``heldout-20261121T151326Z.md``).
+    """
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ValueError(f"name must be a plain file stem, got {name!r}")
     stamp = res.machine["date_utc"].replace(":", "").replace("-", "")
     md, js = markdown(res), json.dumps(res.to_json(), indent=1)
-    paths = [out_dir / "latest.md", out_dir / "latest.json",
-             out_dir / f"bench-{stamp}.md", out_dir / f"bench-{stamp}.json"]
+    dated = "bench" if name == "latest" else name
+    paths = [out_dir / f"{name}.md", out_dir / f"{name}.json",
+             out_dir / f"{dated}-{stamp}.md", out_dir / f"{dated}-{stamp}.json"]
     for path, text in zip(paths, (md, js, md, js), strict=True):
         _write_atomic(path, text)
     return paths

@@ -1,4 +1,8 @@
-"""``upconv bench``: the benchmark suite (layer zoo × PyTorch, ONNX Runtime and upconv paths)."""
+"""``upconv bench``: the benchmark suite (layer zoo × PyTorch, ONNX Runtime and upconv paths).
+
+``--zoo paper`` (default) runs the issue's L1–L6 and writes ``latest.{md,json}``;
+``--zoo heldout`` runs the held-out H1–H6 and writes ``heldout.{md,json}``.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,45 @@ import click
 DEFAULT_OUT = "benchmarks/results"
 
 
-def _layers(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    from ..bench import LAYERS
+def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """Parse ``--layers`` into ids of either zoo; ``None`` (not given) means the whole zoo."""
+    if value is None:
+        return None
+    from ..bench import all_layer_ids
 
+    valid = all_layer_ids()
     ids = [v.strip().upper() for v in value.split(",") if v.strip()]
-    bad = [i for i in ids if i not in LAYERS]
+    bad = [i for i in ids if i not in valid]
     if bad or not ids:
         raise click.BadParameter(f"{', '.join(bad) or 'nothing'} is not a layer id; "
-                                 f"use a comma-separated subset of {','.join(LAYERS)}")
+                                 f"use a comma-separated subset of {','.join(valid)}")
     return ids
 
 
+def results_name(zoo: str, layers: list[str]) -> str:
+    """File stem of the results: ``heldout`` for the held-out zoo or any held-out layer."""
+    from ..bench import HELDOUT
+
+    return "heldout" if zoo == "heldout" or any(i in HELDOUT for i in layers) else "latest"
+
+
 @click.command()
-@click.option("--layers", default="L1,L2,L3,L4,L5,L6", show_default=True, callback=_layers,
-              help="Comma-separated layer ids of the zoo.")
+@click.option("--zoo", type=click.Choice(["paper", "heldout"]), default="paper",
+              show_default=True,
+              help="Layer set: paper = the issue's L1–L6 (results in latest.md / latest.json); "
+                   "heldout = H1–H6, layers the kernel was never tuned on (results in "
+                   "heldout.md / heldout.json).")
+@click.option("--layers", default=None, callback=_layers,
+              help="Comma-separated layer ids (L1–L6, H1–H6) [default: every layer of --zoo]. "
+                   "Any H id writes heldout.md / heldout.json.")
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
               help="Timed runs per implementation (median reported), after warm-up.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for PyTorch, ONNX Runtime and the kernel [default: torch's].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEFAULT_OUT,
-              show_default=True, help="Where latest.md / latest.json (and dated copies) go.")
+              show_default=True,
+              help="Where latest.md / latest.json or heldout.md / heldout.json (and dated "
+                   "copies) go.")
 @click.option("--scale", type=click.FloatRange(min=0.01, max=1.0), default=1.0,
               show_default=True, help="Shrink every input by this factor per side.")
 @click.option("--reduced-scale", type=click.FloatRange(min=0.01, max=1.0), default=0.125,
@@ -40,14 +63,19 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
 @click.option("--no-references", is_flag=True, help="Skip the reference algorithms.")
 @click.option("--quick", is_flag=True,
               help="Smoke run: scale 0.05, 2 repeats, no reference algorithms.")
-def bench(layers: list[str], repeats: int, threads: int | None, out_dir: str, scale: float,
-          reduced_scale: float, gap_ms: float, no_onnxruntime: bool, no_references: bool,
-          quick: bool) -> None:
+def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None, out_dir: str,
+          scale: float, reduced_scale: float, gap_ms: float, no_onnxruntime: bool,
+          no_references: bool, quick: bool) -> None:
     """Time every layer of the zoo as C-SP / C-NN (PyTorch, ONNX Runtime) and as D-SP / D-NN
-    deconvolutions (upconv), interleaved in one process; write markdown and JSON results."""
+    deconvolutions (upconv), interleaved in one process; write markdown and JSON results.
+
+    --zoo heldout runs the held-out layers H1–H6 (same implementations, generic targets) and
+    writes heldout.md / heldout.json, leaving latest.md / latest.json alone."""
     from rich.console import Console
 
-    from ..bench import markdown, run_suite, write_results
+    from ..bench import ZOOS, markdown, run_suite, write_results
+
+    layers = list(ZOOS[zoo]) if layers is None else layers
 
     if quick:
         scale, repeats, no_references, gap_ms = min(scale, 0.05), min(repeats, 2), True, 0.0
@@ -61,7 +89,7 @@ def bench(layers: list[str], repeats: int, threads: int | None, out_dir: str, sc
                     with_references=not no_references, gap_s=gap_ms / 1e3,
                     progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     try:
-        paths = write_results(res, Path(out_dir))
+        paths = write_results(res, Path(out_dir), results_name(zoo, layers))
     except OSError as err:
         raise click.ClickException(f"cannot write results to {out_dir}: {err}") from None
     click.echo(markdown(res))
