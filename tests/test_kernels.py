@@ -156,7 +156,7 @@ def test_kernel_honours_torch_thread_count():
 def test_no_feature_map_sized_allocations():
     """Torch allocates only the output; inside the kernel numba allocates nothing.
 
-    NRT counts one meminfo per array argument it unboxes (a view on existing data, 9 per phase
+    NRT counts one meminfo per array argument it unboxes (a view on existing data, 11 per phase
     group); any buffer allocated in the kernel's loops would add one per row task.
     """
     from numba.core.runtime import _nrt_python, rtsys
@@ -179,7 +179,7 @@ def test_no_feature_map_sized_allocations():
     assert allocated == y.numel() * y.element_size()
     call = check_deconv(x, w, b, 3, 3)
     groups = len(plan_for(w, call.stride, call.padding, call.out_size, (30, 50)).groups)
-    assert after.alloc - before.alloc == 9 * groups
+    assert after.alloc - before.alloc == 11 * groups
 
 
 def test_block_shapes_stay_in_registers():
@@ -191,6 +191,44 @@ def test_block_shapes_stay_in_registers():
     if MAX_ACCUMULATORS == 24:
         assert _block_shape(9, 1000) == (9, 2)  # ESPCN ×3: nine phases, no padding slots
     assert _block_shape(9, 10)[1] == 1
+
+
+@pytest.mark.parametrize("r,c", [(2, 3), (3, 2), (4, 1), (5, 1)])
+def test_resize_phases_share_one_input_pass(r, c):
+    """A resize conv's phases reach 1 or 2 taps per axis; they are still computed in one pass
+    (one group, or one per piece of a channel's phases when those overflow a register block)
+    and equal conv_transpose2d."""
+    from upconv.shapes import resize_deconv_geometry
+    from upconv.transforms import weight_convolution
+
+    g = torch.Generator().manual_seed(7)
+    x, w = torch.randn(2, 5, 11, 45, generator=g), torch.randn(c, 5, 3, 3, generator=g)
+    wd, geo = weight_convolution(w, r), resize_deconv_geometry(3, r)
+    b = torch.randn(c, generator=g)
+    call = check_deconv(x, wd, b, r, geo.padding)
+    plan = plan_for(wd, call.stride, call.padding, call.out_size, (11, 45))
+    uniform = r == 2  # K + r − 1 = 4 taps over stride 2: every phase reaches 2 × 2
+    assert all((grp.taps == "") == uniform for grp in plan.groups)
+    assert len(plan.groups) == (2 if r * r > MAX_ACCUMULATORS else 1)
+    assert sorted(int(s) for grp in plan.groups for s in grp.slots.flat if s >= 0) == list(
+        range(c * r * r))  # every slot exactly once
+    want = oracle(x, wd, b, call.stride, call.padding, (0, 0))
+    torch.testing.assert_close(run(deconv2d_revd2_compiled, x, wd, b, r, geo.padding), want,
+                               **TOL)
+
+
+@pytest.mark.parametrize("stride,kernel", [(3, 5), (4, 6), (3, 2)])
+def test_no_slot_multiplies_a_tap_it_does_not_reach(stride, kernel):
+    """An infinite input must reach exactly the outputs its real taps reach: a product with a
+    padded (zero) weight would turn an unreached output into NaN."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(1, 3, 9, 40, generator=g)
+    x[0, 1, 4, 17] = float("inf")
+    w = torch.rand(3, 2, kernel, kernel, generator=g) + 0.5  # positive: inf never meets -inf
+    got = run(deconv2d_revd2_compiled, x, w, None, stride, 1)
+    want = oracle(x, w, None, (stride, stride), (1, 1, 1, 1), (0, 0))
+    assert torch.equal(torch.isfinite(got), torch.isfinite(want))
+    assert not torch.isnan(got).any()
 
 
 def test_concurrent_calls_from_python_threads():

@@ -37,7 +37,7 @@ Impl = Callable[..., Tensor]
 CACHE_ENV = "UPCONV_CACHE_DIR"
 CACHE_FILE = "autotune.json"
 #: Bump when a candidate's implementation changes enough to invalidate old timings.
-SCHEMA = "3"
+SCHEMA = "4"
 
 
 def candidates() -> dict[str, Impl]:

@@ -88,39 +88,62 @@ def _fma(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Val
     return builder.call(fn, [a, b, c])
 
 
+def encode_taps(taps: list[tuple[int, int]]) -> str:
+    """The ``taps`` literal of :func:`strip_fma`: ``"th×tw,…"`` per slot, ``""`` if all equal."""
+    if len(set(taps)) <= 1:
+        return ""
+    return ",".join(f"{th}x{tw}" for th, tw in taps)
+
+
+def decode_taps(code: str) -> list[tuple[int, int]]:
+    """Inverse of :func:`encode_taps` (``[]`` for the uniform code ``""``)."""
+    return [(int(a), int(b)) for a, b in (t.split("x") for t in code.split(","))] if code else []
+
+
 @intrinsic
 def strip_fma(typingctx, x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, th_hi, th_n,
-              tw_n, nvalid, buf, buf_off, accumulate, nb, nv, unit):
+              tw_n, nvalid, buf, buf_off, pitch, accumulate, nb, nv, unit, taps):
     """One strip of ``nb`` phase outputs × ``nv·LANES`` columns, summed over ``cin`` channels.
 
     For ``p < nb`` and lane ``v < nvalid`` (input lanes past ``nvalid`` are never read):
-    ``buf[buf_off + p·nv·LANES + v] (+)= Σ_{ic<cin} Σ_{th_lo≤th<th_hi} Σ_{tw<tw_n}
+    ``buf[buf_off + p·pitch + v] (+)= Σ_{ic<cin} Σ_{th_lo≤th<th_hi} Σ_{tw<tw_n}
     w[w_off + ((ic·th_n + th)·tw_n + tw)·nb + p] · x.flat[x_off + ic·sx_ic − th·sx_row +
     (v − tw)·sx_col]``, adding to what ``buf`` holds when ``accumulate`` is true. Offsets and
     strides are in elements; ``x``, ``w`` and ``buf`` are float32 arrays; ``nb``, ``nv`` and
     ``unit`` (``sx_col == 1``) are literals.
+
+    ``taps`` (a string literal from :func:`encode_taps`) gives slots their own tap counts: slot
+    ``p`` then sums only ``th < Th_p``, ``tw < Tw_p`` (phases of a merged group reach fewer taps
+    than the group's ``th_n × tw_n``), with the tap loops unrolled so that each input vector
+    is loaded once and meets exactly the slots it reaches: no multiply by a zero weight.
     """
     literals = (nb, nv, unit)
     if not all(isinstance(v, (types.IntegerLiteral, types.BooleanLiteral)) for v in literals):
         return None
+    if not isinstance(taps, types.StringLiteral):
+        return None
     n_b, n_v, contiguous = nb.literal_value, nv.literal_value, bool(unit.literal_value)
+    slot_taps = decode_taps(taps.literal_value)
+    if slot_taps and len(slot_taps) != n_b:
+        raise ValueError(f"taps names {len(slot_taps)} slots for nb = {n_b}")
     width = n_v * LANES
 
     def codegen(context, builder, sig, args):
         (x_a, x_off_v, sx_ic_v, sx_row_v, sx_col_v, cin_v, w_a, w_off_v, th_lo_v, th_hi_v,
-         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, accumulate_v, _, _, _) = args
+         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, _, _, _, _) = args
         xdata = context.make_array(sig.args[0])(context, builder, x_a).data
         wdata = context.make_array(sig.args[6])(context, builder, w_a).data
         bdata = context.make_array(sig.args[13])(context, builder, buf_a).data
         vec = ir.VectorType(_F32, LANES)
         ivec = ir.VectorType(_I64, LANES)
         zero = ir.Constant(vec, None)
-        carry = builder.icmp_signed("!=", context.cast(builder, accumulate_v, sig.args[15],
+        carry = builder.icmp_signed("!=", context.cast(builder, accumulate_v, sig.args[16],
                                                           types.int64), ir.Constant(_I64, 0))
         accs = []
         for p in range(n_b):
             for j in range(n_v):
-                at = builder.add(buf_off_v, ir.Constant(_I64, p * width + j * LANES))
+                at = builder.add(builder.add(buf_off_v, builder.mul(pitch_v, ir.Constant(_I64, p))),
+                                 ir.Constant(_I64, j * LANES))
                 ptr = builder.bitcast(builder.gep(bdata, [at]), vec.as_pointer())
                 init = builder.select(carry, builder.load(ptr, align=4), zero)
                 accs.append(cgutils.alloca_once_value(builder, init))
@@ -128,45 +151,67 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, 
         lanes = [ir.Constant(ivec, list(range(j * LANES, (j + 1) * LANES))) for j in range(n_v)]
         masks = [builder.icmp_signed("<", lane, limit) for lane in lanes]
         step = builder.mul(sx_col_v, ir.Constant(_I64, LANES))
+
+        def row_start(x_ic: ir.Value, th: ir.Value) -> ir.Value:
+            x_row = builder.sub(x_ic, builder.mul(th, sx_row_v))
+            if contiguous:  # the next strip's inputs, while this one computes
+                for j in range(n_v + 1):
+                    _prefetch(builder, builder.gep(xdata, [builder.add(
+                        x_row, ir.Constant(_I64, PREFETCH_STRIPS * width + j * LANES))]))
+            return x_row
+
+        def tap(x_row: ir.Value, w_row: ir.Value, tw: ir.Value, users: range | list[int]) -> None:
+            """Load the tap's input vectors once; one FMA per (user slot, vector)."""
+            x_at = builder.sub(x_row, builder.mul(tw, sx_col_v))
+            w_at = builder.add(w_off_v,
+                               builder.mul(builder.add(w_row, tw), ir.Constant(_I64, n_b)))
+            xs = []
+            for j in range(n_v):
+                at = builder.add(x_at, builder.mul(step, ir.Constant(_I64, j)))
+                ptr = builder.gep(xdata, [at])
+                if contiguous:
+                    xs.append(_masked_load(builder, ptr, masks[j], vec))
+                else:
+                    xs.append(_gather(builder, ptr, sx_col_v, masks[j], vec))
+            for p in users:
+                wp = builder.load(builder.gep(wdata, [builder.add(w_at, ir.Constant(_I64, p))]))
+                wv = _splat(builder, wp, vec)
+                for j in range(n_v):
+                    slot = accs[p * n_v + j]
+                    builder.store(_fma(builder, wv, xs[j], builder.load(slot)), slot)
+
         with cgutils.for_range(builder, cin_v) as ic_loop:
             ic = ic_loop.index
             x_ic = builder.add(x_off_v, builder.mul(ic, sx_ic_v))
             w_ic = builder.mul(ic, th_n_v)
-            with cgutils.for_range_slice(builder, th_lo_v, th_hi_v, ir.Constant(_I64, 1),
-                                          inc=True) as (th, _):
-                x_row = builder.sub(x_ic, builder.mul(th, sx_row_v))
-                if contiguous:  # the next strip's inputs, while this one computes
-                    for j in range(n_v + 1):
-                        _prefetch(builder, builder.gep(xdata, [builder.add(
-                            x_row, ir.Constant(_I64, PREFETCH_STRIPS * width + j * LANES))]))
-                w_row = builder.mul(builder.add(w_ic, th), tw_n_v)
-                with cgutils.for_range(builder, tw_n_v) as tw_loop:
-                    tw = tw_loop.index
-                    x_at = builder.sub(x_row, builder.mul(tw, sx_col_v))
-                    w_at = builder.add(w_off_v,
-                                       builder.mul(builder.add(w_row, tw), ir.Constant(_I64, n_b)))
-                    xs = []
-                    for j in range(n_v):
-                        ptr = builder.gep(xdata, [builder.add(x_at, builder.mul(
-                            step, ir.Constant(_I64, j)))])
-                        if contiguous:
-                            xs.append(_masked_load(builder, ptr, masks[j], vec))
-                        else:
-                            xs.append(_gather(builder, ptr, sx_col_v, masks[j], vec))
-                    for p in range(n_b):
-                        wp = builder.load(builder.gep(wdata, [builder.add(w_at,
-                                                                          ir.Constant(_I64, p))]))
-                        wv = _splat(builder, wp, vec)
-                        for j in range(n_v):
-                            slot = accs[p * n_v + j]
-                            builder.store(_fma(builder, wv, xs[j], builder.load(slot)), slot)
+            if not slot_taps:  # every slot reaches every tap: runtime tap loops
+                with cgutils.for_range_slice(builder, th_lo_v, th_hi_v, ir.Constant(_I64, 1),
+                                              inc=True) as (th, _):
+                    x_row = row_start(x_ic, th)
+                    w_row = builder.mul(builder.add(w_ic, th), tw_n_v)
+                    with cgutils.for_range(builder, tw_n_v) as tw_loop:
+                        tap(x_row, w_row, tw_loop.index, range(n_b))
+            else:  # unrolled: each tap meets only the slots it reaches
+                for th_k in range(max(t for t, _ in slot_taps)):
+                    th = ir.Constant(_I64, th_k)
+                    inside = builder.and_(builder.icmp_signed("<=", th_lo_v, th),
+                                          builder.icmp_signed("<", th, th_hi_v))
+                    with builder.if_then(inside):
+                        x_row = row_start(x_ic, th)
+                        w_row = builder.mul(builder.add(w_ic, th), tw_n_v)
+                        for tw_k in range(max(t for _, t in slot_taps)):
+                            users = [p for p, (a, b) in enumerate(slot_taps)
+                                     if th_k < a and tw_k < b]
+                            if users:
+                                tap(x_row, w_row, ir.Constant(_I64, tw_k), users)
         for p in range(n_b):
             for j in range(n_v):
-                at = builder.add(buf_off_v, ir.Constant(_I64, p * width + j * LANES))
+                at = builder.add(builder.add(buf_off_v, builder.mul(pitch_v, ir.Constant(_I64, p))),
+                                 ir.Constant(_I64, j * LANES))
                 builder.store(builder.load(accs[p * n_v + j]),
                               builder.bitcast(builder.gep(bdata, [at]), vec.as_pointer()), align=4)
         return context.get_dummy_value()
 
     sig = types.void(x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
-                     nvalid, buf, buf_off, accumulate, nb, nv, unit)
+                     nvalid, buf, buf_off, pitch, accumulate, nb, nv, unit, taps)
     return sig, codegen

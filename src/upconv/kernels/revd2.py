@@ -2,20 +2,22 @@
 
 How one call runs (see ``docs/performance.md`` for the reasoning and measurements):
 
-* The output phases ``(fh, fw)`` are grouped by how many taps reach them per axis
-  (``ceil((Kd - f)/s)``, from :func:`upconv.shapes.taps_per_phase`), so no phase multiplies a
-  structural zero. A group's *slots* are its ``(c, fh, fw)`` triples; the weight is packed
-  once per group as ``(chunk, Cin, Th, Tw, nb)`` so that one input value meets ``nb`` slot
-  weights that sit next to each other.
+* A *slot* is one output phase of one channel, ``(c, fh, fw)``; it reaches
+  ``ceil((Kd - f)/s)`` taps per axis (:func:`upconv.shapes.taps_per_phase`). All slots are
+  computed in one pass over the input, in chunks of ``nb`` slots whose weights are packed as
+  ``(chunk, Cin, Th, Tw, nb)`` so that one input value meets ``nb`` slot weights that sit next
+  to each other. When phases reach different tap counts (a resize convolution's do), every
+  chunk repeats the same pattern of whole channels' phases and the micro-kernel skips, per
+  slot, the taps it does not reach: no multiply by a structural zero, one input pass.
 * Work is split over ``(batch, phase-grid row)`` with ``numba.prange``. For each row, the
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
   of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
   :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
   (``nb × W`` floats per thread, allocated once per call); the few border columns whose taps
-  leave the input use a scalar loop vectorised across slots.
-* Each finished row is written once to its interleaved output positions, with the periodic
-  or per-channel bias added on the way. The kernel makes no heap allocation, and nothing the
-  size of a feature map exists besides the output.
+  leave the input use a scalar loop.
+* Each finished row (``nb`` slots × all columns) is written once to its interleaved output
+  positions, with the periodic or per-channel bias added on the way. The kernel makes no heap
+  allocation, and nothing the size of a feature map exists besides the output.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from numba import literally, prange
 from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
-from ._simd import LANES, MAX_ACCUMULATORS, strip_fma
+from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma
 from .weight_cache import derived
 
 # numba's threading layer. Its OpenMP layer loads a second libgomp next to PyTorch's; whichever
@@ -50,11 +52,19 @@ MAX_STRIP_VECTORS = 4
 IC_BLOCK = 8
 
 
+@numba.njit(cache=True)
+def row_pitch(columns: int, nv: int) -> int:
+    """Floats per slot in a row buffer of ``columns`` phase-grid columns, with room for the last
+    strip's full-width vector stores."""
+    return columns + nv * LANES
+
+
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _store_strip(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh, q0,
+def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias, qh, q0,
                  nvalid, sh, sw, top, left):
     """Write ``buf[off + p·width + v]`` + bias to ``y[n, c, fh + sh·qh − top,
-    fw + sw·(q0 + v) − left]``, the strip's interleaved output positions."""
+    fw + sw·(q0 + v) − left]`` for ``v < nvalid``: a phase row's interleaved output positions,
+    once per slot and row (the index arithmetic is per slot, the loop per element)."""
     _, _, oh, ow = y.shape
     _, bh, bw = bias.shape
     for p in range(chunk_slots.shape[0]):
@@ -84,35 +94,37 @@ def _store_strip(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, b
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _border_column(x, wpack, chunk, n, qh, q, th_lo, th_hi, th_n, tw_n, buf, width, v):
+def _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, buf, width, v):
     """REVD2 of column ``q`` (taps may leave the input) into ``buf[p·width + v]``.
 
-    The slot loop is innermost and contiguous in ``wpack``, so it vectorises across slots.
+    Slot ``p`` sums its own ``slot_th[p] × slot_tw[p]`` taps, clipped to the input.
     """
     _, cin, _, w_in = x.shape
     nb = wpack.shape[4]
     for p in range(nb):
-        buf[p * width + v] = 0.0
-    for ic in range(cin):
-        for th in range(th_lo, th_hi):
-            for tw in range(max(0, q - w_in + 1), min(tw_n, q + 1)):  # 0 <= q - tw < W
-                xv = x[n, ic, qh - th, q - tw]
-                for p in range(nb):
-                    buf[p * width + v] += xv * wpack[chunk, ic, th, tw, p]
+        acc = np.float32(0.0)
+        for ic in range(cin):
+            for th in range(th_lo, min(th_hi, slot_th[p])):
+                for tw in range(max(0, q - w_in + 1), min(slot_tw[p], q + 1)):  # 0 <= q - tw < W
+                    acc += x[n, ic, qh - th, q - tw] * wpack[chunk, ic, th, tw, p]
+        buf[p * width + v] = acc
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh, sw, top,
-                 left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, unit):
+def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bias, y, scratch,
+                 sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, unit, taps):
     """All outputs of one phase group. ``x (N, Cin, H, W)`` any strides, ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
-    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·strips·width)`` one phase-row accumulator
-    per thread. ``nb``, ``nv`` and ``unit`` (x has unit column stride) are literals.
+    ``slot_th``/``slot_tw (nb,)`` each chunk position's tap counts (the same in every chunk);
+    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·row_pitch)`` one phase-row accumulator per
+    thread, written once per row and slot into the output. ``nb``, ``nv``, ``unit`` (x has unit
+    column stride) and ``taps`` (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
     literally(nb)
     literally(nv)
     literally(unit)
+    literally(taps)
     n_batch, cin, h_in, w_in = x.shape
     chunks, _, th_n, tw_n, _ = wpack.shape
     item = x.itemsize
@@ -124,7 +136,7 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh
     in_lo = max(qw_lo, tw_n - 1)
     in_hi = max(in_lo, min(qw_hi, w_in))
     w_block = th_n * tw_n * nb * cin
-    strip = nb * width  # floats per strip in the row buffer
+    pitch = row_pitch(qw_hi - qw_lo, nv)  # floats per slot in the row buffer
     for task in prange(n_batch * rows):
         n = task // rows
         qh = qh_lo + task % rows
@@ -132,7 +144,6 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh
         th_hi = min(th_n, qh + 1)
         row = scratch[numba.get_thread_id()]
         for chunk in range(chunks):
-            chunk_slots = slots[chunk]
             # channel blocks outermost: a block's Th·ic_block input rows stream through the
             # strips together, few enough for the hardware prefetchers to follow
             for ic0 in range(0, cin, ic_block):
@@ -140,31 +151,34 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh
                 for q0 in range(in_lo, in_hi, width):
                     strip_fma(x, n * s_n + ic0 * s_c + qh * s_h + q0 * s_w, s_c, s_h, s_w, ic_n,
                               wpack, chunk * w_block + ic0 * th_n * tw_n * nb, th_lo, th_hi, th_n,
-                              tw_n, min(width, in_hi - q0), row, (q0 - in_lo) // width * strip,
-                              ic0 > 0, nb, nv, unit)
-            for q0 in range(in_lo, in_hi, width):
-                _store_strip(row, (q0 - in_lo) // width * strip, width, y, n, chunk_slots,
-                             slot_c, slot_fh, slot_fw, bias, qh, q0, min(width, in_hi - q0), sh,
-                             sw, top, left)
+                              tw_n, min(width, in_hi - q0), row, q0 - qw_lo, pitch, ic0 > 0, nb,
+                              nv, unit, taps)
+            # border columns after the strips: the last strip's vector stores spill past in_hi
             for q in range(qw_lo, qw_hi):
                 if in_lo <= q < in_hi:
                     continue
-                _border_column(x, wpack, chunk, n, qh, q, th_lo, th_hi, th_n, tw_n, row,
-                               width, 0)
-                _store_strip(row, 0, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bias,
-                             qh, q, 1, sh, sw, top, left)
+                _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, row,
+                               pitch, q - qw_lo)
+            _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
+                         qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
 
 @dataclass(frozen=True)
 class PhaseGroup:
-    """Phases sharing tap counts ``(Th, Tw)``, packed for the kernel.
+    """Phase outputs computed in one pass over the input, packed for the kernel.
 
     ``wpack (chunks, Cin, Th, Tw, nb)`` float32; ``slots (chunks, nb)`` int64 slot ids
-    (-1 pads the last chunk); ``qh``/``qw`` the phase-grid ranges ``[lo, hi)`` to visit.
+    (-1 pads the last chunk); ``slot_th``/``slot_tw (nb,)`` int64 tap counts of each chunk
+    position (the same in every chunk; zero weights beyond them are never read); ``taps`` their
+    :func:`~upconv.kernels._simd.encode_taps` code; ``qh``/``qw`` the phase-grid ranges
+    ``[lo, hi)`` to visit.
     """
 
     wpack: np.ndarray
     slots: np.ndarray
+    slot_th: np.ndarray
+    slot_tw: np.ndarray
+    taps: str
     qh: IntPair
     qw: IntPair
     nb: int
@@ -181,23 +195,26 @@ class Plan:
     slot_fw: np.ndarray
 
 
-def _phases(length_in: int, kernel: int, stride: int, pad_before: int, out_len: int
-            ) -> dict[int, list[tuple[int, int, int]]]:
-    """Phases of one axis by tap count: ``{taps: [(phase, q_first, count), ...]}``."""
-    by_taps: dict[int, list[tuple[int, int, int]]] = {}
+def _phases(kernel: int, stride: int, pad_before: int, out_len: int
+            ) -> list[tuple[int, int, int, int]]:
+    """Phases of one axis that have outputs: ``[(phase, q_first, count, taps), ...]``."""
+    out = []
     for f in range(stride):
         _, q_first, count = phase_outputs(f, stride, pad_before, out_len)
-        if count == 0:
-            continue
-        taps = taps_per_phase(kernel - f, stride) if f < kernel else 0
-        by_taps.setdefault(taps, []).append((f, q_first, count))
-    return by_taps
+        if count:
+            out.append((f, q_first, count, taps_per_phase(kernel - f, stride) if f < kernel else 0))
+    return out
 
 
 #: Slot-block sizes compiled; a group's slots are split into chunks of one of these. A short
 #: list keeps the number of compiled variants (and first-call compile time) small; it holds
 #: the common ``C·s²`` products exactly (1, 4, 9, 12, 16, 24 ...), others pad the last chunk.
 NB_CHOICES = (1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24)
+
+
+def _strip_vectors(nb: int, interior: int) -> int:
+    """Vectors per strip for ``nb`` slots (within :data:`MAX_ACCUMULATORS`; 1 for short rows)."""
+    return max(1, min(MAX_STRIP_VECTORS, MAX_ACCUMULATORS // nb)) if interior > LANES else 1
 
 
 def _block_shape(slots: int, interior: int) -> tuple[int, int]:
@@ -210,46 +227,89 @@ def _block_shape(slots: int, interior: int) -> tuple[int, int]:
     chunks = -(-slots // cap)
     need = -(-slots // chunks)
     nb = next(v for v in NB_CHOICES if v >= need)
-    nv = max(1, min(MAX_STRIP_VECTORS, MAX_ACCUMULATORS // nb))
-    return nb, (nv if interior > LANES else 1)
+    return nb, _strip_vectors(nb, interior)
+
+
+def _chunk_layout(channels: int, phases: int) -> list[tuple[int, int]]:
+    """How a group with per-channel tap patterns is cut: ``[(channels per chunk, phases)]``.
+
+    Every chunk of one group must repeat the same tap pattern, so chunks hold whole channels
+    (all ``phases`` of each), or, when one channel's phases exceed a register block, one channel
+    and a piece of its phases (one group per piece).
+    """
+    cap = min(MAX_ACCUMULATORS, NB_CHOICES[-1])
+    if phases > cap:
+        pieces = -(-phases // cap)
+        size = -(-phases // pieces)
+        return [(1, min(size, phases - i)) for i in range(0, phases, size)]
+    per = min(channels, cap // phases)
+    chunks = -(-channels // per)
+    return [(-(-channels // chunks), phases)]
 
 
 def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
               in_size: IntPair) -> Plan:
-    """Group phases, pack weights per group. ``weight (Cin, C, Kh, Kw)`` float32."""
+    """Group phases, pack weights per group. ``weight (Cin, C, Kh, Kw)`` float32.
+
+    When every phase reaches the same taps, all slots form one group cut into chunks of
+    :func:`_block_shape`. Otherwise (a resize convolution's phases reach 1 or 2 taps per axis)
+    the phases still share one pass over the input: each chunk holds whole channels' phase
+    patterns and the micro-kernel skips, per slot, the taps it does not reach.
+    """
     cin, c, kh, kw = weight.shape
     (sh, sw), (top, _, left, _) = stride, padding
     w_np = weight.detach().cpu().numpy()
-    rows = _phases(in_size[0], kh, sh, top, out_size[0])
-    cols = _phases(in_size[1], kw, sw, left, out_size[1])
-    slot_c: list[int] = []
-    slot_fh: list[int] = []
-    slot_fw: list[int] = []
+    rows = _phases(kh, sh, top, out_size[0])
+    cols = _phases(kw, sw, left, out_size[1])
+    # one channel's phases, most taps first
+    pattern = sorted(((th, tw, fh, fw) for fh, _, _, th in rows for fw, _, _, tw in cols),
+                     key=lambda t: (-t[0], -t[1], t[2], t[3]))
+    slot_c = np.array([ch for _ in pattern for ch in range(c)], np.int64)
+    slot_fh = np.array([fh for _, _, fh, _ in pattern for _ in range(c)], np.int64)
+    slot_fw = np.array([fw for _, _, _, fw in pattern for _ in range(c)], np.int64)
+    slot_of = {(ch, i): i * c + ch for i in range(len(pattern)) for ch in range(c)}
+    uniform = len({(th, tw) for th, tw, _, _ in pattern}) == 1
+    qh = (min(q for _, q, _, _ in rows), max(q + k for _, q, k, _ in rows))
+    qw = (min(q for _, q, _, _ in cols), max(q + k for _, q, k, _ in cols))
+    interior = in_size[1] - max(tw for _, tw, _, _ in pattern) + 1
+
+    chunked: list[list[list[int]]] = []  # groups → chunks → slot ids (-1: padding)
+    if uniform:  # phase-major slot order, chunks of any slots
+        ids = [slot_of[ch, i] for i in range(len(pattern)) for ch in range(c)]
+        nb, _ = _block_shape(len(ids), interior)
+        chunked.append([ids[i : i + nb] for i in range(0, len(ids), nb)])
+    else:
+        first = 0
+        for per, phases in _chunk_layout(c, len(pattern)):
+            piece = range(first, first + phases)
+            chunked.append([[slot_of[ch, i] for ch in range(c0, min(c, c0 + per)) for i in piece]
+                            for c0 in range(0, c, per)])
+            first += phases
     groups = []
-    for th_n, ph in rows.items():
-        for tw_n, pw in cols.items():
-            ids = []
-            for fh, _, _ in ph:
-                for fw, _, _ in pw:
-                    for ch in range(c):
-                        ids.append(len(slot_c))
-                        slot_c.append(ch)
-                        slot_fh.append(fh)
-                        slot_fw.append(fw)
-            qh = (min(q for _, q, _ in ph), max(q + k for _, q, k in ph))
-            qw = (min(q for _, q, _ in pw), max(q + k for _, q, k in pw))
-            nb, nv = _block_shape(len(ids), in_size[1] - tw_n + 1)
-            chunks = -(-len(ids) // nb)
-            slots = np.full((chunks, nb), -1, np.int64)
-            slots.flat[: len(ids)] = ids
-            wpack = np.zeros((chunks, cin, th_n, tw_n, nb), np.float32)
-            for i, g in enumerate(ids):
-                k_h = slot_fh[g] + sh * np.arange(th_n)
-                k_w = slot_fw[g] + sw * np.arange(tw_n)
-                wpack[i // nb, :, :, :, i % nb] = w_np[:, slot_c[g]][:, k_h][:, :, k_w]
-            groups.append(PhaseGroup(wpack, slots, qh, qw, nb, nv))
-    as_arr = lambda v: np.asarray(v, np.int64)  # noqa: E731
-    return Plan(tuple(groups), as_arr(slot_c), as_arr(slot_fh), as_arr(slot_fw))
+    for chunks in chunked:
+        nb = _block_shape(len(slot_c), interior)[0] if uniform else len(chunks[0])
+        slots = np.full((len(chunks), nb), -1, np.int64)
+        for k, ch in enumerate(chunks):
+            slots[k, : len(ch)] = ch
+        # tap counts per chunk position, from the first (full) chunk
+        pos_taps = [(pattern[g // c][0], pattern[g // c][1]) for g in slots[0] if g >= 0]
+        pos_taps += [pos_taps[0]] * (nb - len(pos_taps))  # padding: any pattern (zero weights)
+        th_n, tw_n = max(t for t, _ in pos_taps), max(t for _, t in pos_taps)
+        wpack = np.zeros((len(chunks), cin, th_n, tw_n, nb), np.float32)
+        for k in range(len(chunks)):
+            for pos in range(nb):
+                g = int(slots[k, pos])
+                if g < 0:
+                    continue
+                t_h, t_w = pos_taps[pos]
+                k_h = slot_fh[g] + sh * np.arange(t_h)
+                k_w = slot_fw[g] + sw * np.arange(t_w)
+                wpack[k, :, :t_h, :t_w, pos] = w_np[:, slot_c[g]][:, k_h][:, :, k_w]
+        groups.append(PhaseGroup(
+            wpack, slots, np.array([t for t, _ in pos_taps], np.int64),
+            np.array([t for _, t in pos_taps], np.int64), encode_taps(pos_taps), qh, qw, nb,
+            _strip_vectors(nb, interior)))
+    return Plan(tuple(groups), slot_c, slot_fh, slot_fw)
 
 
 def plan_for(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
@@ -304,12 +364,10 @@ def deconv2d_revd2_compiled(
     unit = x_np.strides[3] == x_np.itemsize
     threads = numba.get_num_threads()
     for g in plan.groups:
-        width = g.nv * LANES
-        strips = max(1, -(-(w - g.wpack.shape[3] + 1) // width))
-        scratch = np.empty((threads, g.nb * width * strips), np.float32)
-        args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np,
-                scratch, sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0], g.qw[1], IC_BLOCK, g.nb,
-                g.nv, unit)
+        scratch = np.empty((threads, g.nb * row_pitch(g.qw[1] - g.qw[0], g.nv)), np.float32)
+        args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, g.slot_th,
+                g.slot_tw, b, y_np, scratch, sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0],
+                g.qw[1], IC_BLOCK, g.nb, g.nv, unit, g.taps)
         with _LAUNCH:
             _specialised(args)(*args)
     return y
@@ -319,15 +377,15 @@ _ENTRY_POINTS: dict[tuple, object] = {}
 
 
 def _specialised(args: tuple) -> object:
-    """The compiled ``_revd2_group`` for these argument types, with ``nb, nv, unit`` literal.
+    """The compiled ``_revd2_group`` for these argument types, ``nb, nv, unit, taps`` literal.
 
     Calling the dispatcher with literal arguments re-runs numba's literal dispatch on every
     call (tens of milliseconds); resolving the overload once and calling its entry point
     costs microseconds. Compiled overloads come from numba's on-disk cache when present.
     """
-    *rest, nb, nv, unit = args
-    sig = (*(numba.typeof(a) for a in rest), numba.types.literal(nb), numba.types.literal(nv),
-           numba.types.literal(unit))
+    *rest, nb, nv, unit, taps = args
+    sig = (*(numba.typeof(a) for a in rest),
+           *(numba.types.literal(v) for v in (nb, nv, unit, taps)))
     entry = _ENTRY_POINTS.get(sig)
     if entry is None:
         _revd2_group.compile(sig)
