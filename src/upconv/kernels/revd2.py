@@ -94,20 +94,26 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, buf, width, v):
-    """REVD2 of column ``q`` (taps may leave the input) into ``buf[p·width + v]``.
+def _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, acc, buf, pitch,
+                   v):
+    """REVD2 of column ``q`` (taps may leave the input) into ``buf[p·pitch + v]``.
 
-    Slot ``p`` sums its own ``slot_th[p] × slot_tw[p]`` taps, clipped to the input.
+    Slot ``p`` sums its own ``slot_th[p] × slot_tw[p]`` taps, clipped to the input; the slot
+    loop is innermost and contiguous in ``wpack`` and ``acc`` (``nb`` floats of scratch), so
+    it vectorises across slots.
     """
     _, cin, _, w_in = x.shape
     nb = wpack.shape[4]
+    acc[:] = 0.0
+    for ic in range(cin):
+        for th in range(th_lo, th_hi):
+            for tw in range(max(0, q - w_in + 1), min(wpack.shape[3], q + 1)):  # 0 <= q-tw < W
+                xv = x[n, ic, qh - th, q - tw]
+                for p in range(nb):
+                    reached = th < slot_th[p] and tw < slot_tw[p]
+                    acc[p] += xv * wpack[chunk, ic, th, tw, p] if reached else np.float32(0.0)
     for p in range(nb):
-        acc = np.float32(0.0)
-        for ic in range(cin):
-            for th in range(th_lo, min(th_hi, slot_th[p])):
-                for tw in range(max(0, q - w_in + 1), min(slot_tw[p], q + 1)):  # 0 <= q - tw < W
-                    acc += x[n, ic, qh - th, q - tw] * wpack[chunk, ic, th, tw, p]
-        buf[p * width + v] = acc
+        buf[p * pitch + v] = acc[p]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
@@ -117,7 +123,7 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
     ``slot_th``/``slot_tw (nb,)`` each chunk position's tap counts (the same in every chunk);
-    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·row_pitch)`` one phase-row accumulator per
+    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·(row_pitch + 1))`` one phase-row accumulator per
     thread, written once per row and slot into the output. ``nb``, ``nv``, ``unit`` (x has unit
     column stride) and ``taps`` (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
@@ -143,6 +149,7 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
         th_lo = max(0, qh - h_in + 1)
         th_hi = min(th_n, qh + 1)
         row = scratch[numba.get_thread_id()]
+        acc = row[nb * pitch : nb * pitch + nb]  # border-column sums
         for chunk in range(chunks):
             # channel blocks outermost: a block's Th·ic_block input rows stream through the
             # strips together, few enough for the hardware prefetchers to follow
@@ -157,8 +164,8 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
             for q in range(qw_lo, qw_hi):
                 if in_lo <= q < in_hi:
                     continue
-                _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, row,
-                               pitch, q - qw_lo)
+                _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, acc,
+                               row, pitch, q - qw_lo)
             _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
                          qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
@@ -364,7 +371,7 @@ def deconv2d_revd2_compiled(
     unit = x_np.strides[3] == x_np.itemsize
     threads = numba.get_num_threads()
     for g in plan.groups:
-        scratch = np.empty((threads, g.nb * row_pitch(g.qw[1] - g.qw[0], g.nv)), np.float32)
+        scratch = np.empty((threads, g.nb * (row_pitch(g.qw[1] - g.qw[0], g.nv) + 1)), np.float32)
         args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, g.slot_th,
                 g.slot_tw, b, y_np, scratch, sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0],
                 g.qw[1], IC_BLOCK, g.nb, g.nv, unit, g.taps)
