@@ -45,6 +45,18 @@ def test_every_implementation_computes_the_layer(tiny_results):
             for f in ("SP", "NN")} <= refs
 
 
+def test_auto_rows_name_the_candidate_they_ran(tiny_results):
+    from upconv.autotune import candidates
+
+    for row in tiny_results.rows:
+        if row.case.startswith("upconv auto"):
+            assert row.choice in candidates(), row
+        else:
+            assert row.choice == "", row
+    md = markdown(tiny_results)
+    assert any(f"upconv auto (D-SP) → {c}" in md for c in candidates())
+
+
 def test_ratios_and_memory_are_reported(tiny_results):
     for row in tiny_results.rows:
         assert row.ratio_to_best_baseline is not None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..functional import deconv2d, resize_conv2d, sub_pixel_conv2d
+from ..functional import check_deconv, deconv2d, resize_conv2d, sub_pixel_conv2d
 from .zoo import Layer, LayerTensors
 
 REFERENCE_ALGORITHMS = ("stdd", "strd", "revd", "revd2", "tdc")
@@ -31,6 +31,7 @@ class Case:
     weights: int  # float32 weight values it reads
     note: str = ""
     expect: str = ""  # key into :func:`expected`; defaults to ``function``
+    choice: Callable[[], str] | None = None  # algorithm="auto": the candidate it runs
 
     @property
     def expected_key(self) -> str:
@@ -74,10 +75,12 @@ def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...]) -> 
         layouts = ((None, t.x), ("channels_last", x_cl)) if algo == "auto" else ((None, t.x),)
         for layout, x in layouts:
             tag = "" if layout is None else f", {layout}"
-            cases.append(Case(f"upconv {algo} (D-SP{tag})", "SP", "upconv",
-                              _deconv(x, t, "sp", algo), t.wd_sp.numel()))
-            cases.append(Case(f"upconv {algo} (D-NN{tag})", "NN", "upconv",
-                              _deconv(x, t, "nn", algo), t.wd_nn.numel()))
+            for fun in ("SP", "NN"):
+                cases.append(Case(f"upconv {algo} (D-{fun}{tag})", fun, "upconv",
+                                  _deconv(x, t, fun.lower(), algo),
+                                  (t.wd_sp if fun == "SP" else t.wd_nn).numel(),
+                                  choice=_auto_choice(x, t, fun.lower()) if algo == "auto"
+                                  else None))
     return cases
 
 
@@ -103,6 +106,19 @@ def _bind(impl, x, wd, b, geo, out):
 def _deconv(x: torch.Tensor, t: LayerTensors, which: str, algo: str) -> Callable[[], object]:
     wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
     return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm=algo)
+
+
+def _auto_choice(x: torch.Tensor, t: LayerTensors, which: str) -> Callable[[], str]:
+    """The candidate ``algorithm="auto"`` settled on for this call (tuning it if not yet)."""
+    from .. import autotune
+
+    wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+
+    def choice() -> str:
+        with torch.no_grad():
+            return autotune.choose(check_deconv(x, wd, b, geo.stride, geo.padding))
+
+    return choice
 
 
 def expected(layer: Layer, t: LayerTensors) -> dict[str, torch.Tensor]:

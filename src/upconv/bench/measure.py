@@ -63,21 +63,24 @@ def allocated_bytes(fn: Callable[[], object]) -> int:
     """Bytes allocated during ``fn()``: PyTorch's allocator plus the Python heap's peak.
 
     PyTorch allocations come from the profiler (``profile_memory``), numpy and Python objects
-    from ``tracemalloc``; the output is included. Memory taken outside both (ONNX Runtime's
+    from ``tracemalloc`` in a second call (so the profiler's own objects do not count); the
+    output is included. Memory taken outside both (ONNX Runtime's
     arena, numba's runtime) is invisible here, so ONNX Runtime cases are not measured.
     """
     import tracemalloc
 
     from torch.profiler import ProfilerActivity, profile
 
+    # two calls: the profiler's own Python objects would otherwise count as the call's heap
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
     try:
-        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU],
-                                      profile_memory=True) as prof:
+        with torch.no_grad():
             fn()
         python_heap = tracemalloc.get_traced_memory()[1] - base
     finally:

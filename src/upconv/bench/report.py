@@ -31,7 +31,7 @@ def _table(rows: list[Row], with_memory: bool = True) -> list[str]:
     lines = [head + " max abs err |", sep + "---:|"]
     for r in rows:
         ratio = "" if r.ratio_to_best_baseline is None else f"{r.ratio_to_best_baseline:.2f}"
-        name = r.case + (" †" if r.note else "")
+        name = r.case + (" †" if r.note else "") + (f" → {r.choice}" if r.choice else "")
         line = (f"| {r.layer} | {r.function} | {name} | {r.ms:.2f} | {ratio} | {r.gflops:.1f} "
                 f"| {r.roofline_pct:.0f} |")
         if with_memory:
@@ -58,7 +58,8 @@ def markdown(res: Results) -> str:
         "one (> 1 is faster). GFLOP/s counts the useful multiply-adds (SP: r²K²·Cin·C, NN: "
         "(K+r−1)²·Cin·C per input pixel). % roofline: max(flops/peak, compulsory bytes/"
         "bandwidth) over the time. extra bytes: PyTorch-allocator bytes beyond the output "
-        "(n/a: outside PyTorch). † periodic bias not added (favours the baseline).", "",
+        "(n/a: outside PyTorch). † periodic bias not added (favours the baseline). "
+        "auto → the candidate it chose (tuned once in this run).", "",
         "## Targets", "",
     ]
     if any(t["target"].endswith(GENERIC) for t in res.targets):

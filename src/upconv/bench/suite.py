@@ -40,6 +40,7 @@ class Row:
     extra_bytes: int | None
     max_abs_error: float
     note: str = ""
+    choice: str = ""  # algorithm="auto": the candidate it ran
 
 
 @dataclass
@@ -90,7 +91,8 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
         base = best.get(case.function)
         rows.append(Row(layer.id, case.function, case.name, case.family, ms, len(times[case.name]),
                         None if base is None else base / ms, flops / (ms * 1e-3) / 1e9,
-                        100 * bound_s / (ms * 1e-3), extra, errors[case.name], case.note))
+                        100 * bound_s / (ms * 1e-3), extra, errors[case.name], case.note,
+                        case.choice() if case.choice else ""))
     return rows
 
 
