@@ -139,6 +139,18 @@ def test_ddp_two_processes_match_one(image_dir, tmp_path):
     assert (one["model"]["conv1.weight"] - init["conv1.weight"]).abs().max() > 1e-4
 
 
+def test_ddp_worker_failure_exits_nonzero(tmp_path):
+    # Workers leave through os._exit; a failed run must still report its error and status.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "upconv.sr.train", "--data", str(tmp_path / "missing"), "--out",
+           str(tmp_path / "x.pt"), "--no-progress"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode != 0
+    assert "missing" in run.stdout + run.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_folder_splits(image_dir, tmp_path):
     train_files, val_files = folder_splits(image_dir)  # plain folder: every tenth held out
     assert [p.name for p in val_files] == ["img0.png"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -272,7 +273,28 @@ def _progress_bar(enabled: bool):
                     console=Console(stderr=True), disable=not enabled)
 
 
+def _worker_exit(code: object) -> None:
+    """Leave a torchrun worker without interpreter finalization (exit status ``code``).
+
+    After ``destroy_process_group`` gloo's C++ threads can still be alive while Python tears
+    down; under load a rank then died with "terminate called without an active exception"
+    after a successful run. Files are closed by now (checkpoints are written atomically), so
+    skipping finalization loses nothing; output streams are flushed first.
+    """
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":  # python -m upconv.sr.train / torchrun -m upconv.sr.train
     from ..cli.sr import train as _train_command
 
-    _train_command(prog_name="python -m upconv.sr.train")
+    try:
+        _train_command(prog_name="python -m upconv.sr.train")
+    except SystemExit as stop:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            raise
+        _worker_exit(stop.code)
