@@ -76,7 +76,20 @@ def test_compiled_equals_reference_on_wider_rows(p):
     torch.testing.assert_close(got, want, **TOL)
 
 
-def test_channels_last_and_strided_inputs_are_read_in_place():
+@settings(max_examples=25, deadline=None)
+@given(p=deconv_problems())
+def test_compiled_on_channels_last_inputs(p):
+    """channels_last inputs go through the per-thread row staging; batches and every row
+    order a thread can walk must still give conv_transpose2d's answer."""
+    p = {**p, "w": p["w"] + 21, "h": p["h"] + 5}  # strips of several vectors, rows per thread
+    x, w, b = problem(p, seed=3)
+    want = oracle(x, w, b, p["stride"], p["padding"], p["output_padding"])
+    cl = x.contiguous(memory_format=torch.channels_last)
+    got = run(deconv2d_revd2_compiled, cl, w, b, p["stride"], p["padding"], p["output_padding"])
+    torch.testing.assert_close(got, want, **TOL)
+
+
+def test_channels_last_and_strided_inputs():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, 9, 40, generator=g)
     w = torch.randn(5, 3, 6, 6, generator=g)
@@ -156,7 +169,7 @@ def test_kernel_honours_torch_thread_count():
 def test_no_feature_map_sized_allocations():
     """Torch allocates only the output; inside the kernel numba allocates nothing.
 
-    NRT counts one meminfo per array argument it unboxes (a view on existing data, 11 per phase
+    NRT counts one meminfo per array argument it unboxes (a view on existing data, 13 per phase
     group); any buffer allocated in the kernel's loops would add one per row task.
     """
     from numba.core.runtime import _nrt_python, rtsys
@@ -179,7 +192,7 @@ def test_no_feature_map_sized_allocations():
     assert allocated == y.numel() * y.element_size()
     call = check_deconv(x, w, b, 3, 3)
     groups = len(plan_for(w, call.stride, call.padding, call.out_size, (30, 50)).groups)
-    assert after.alloc - before.alloc == 11 * groups
+    assert after.alloc - before.alloc == 13 * groups
 
 
 def test_block_shapes_stay_in_registers():

@@ -45,26 +45,6 @@ def _masked_load(builder: ir.IRBuilder, ptr: ir.Value, mask: ir.Value, vec: ir.V
     return builder.call(fn, [vptr, ir.Constant(_I32, 4), mask, ir.Constant(vec, None)])
 
 
-def _gather(builder: ir.IRBuilder, ptr: ir.Value, stride: ir.Value, mask: ir.Value,
-            vec: ir.VectorType) -> ir.Value:
-    """Lanes ``ptr[lane · stride]`` for a strided row (channels_last), one scalar load each.
-
-    Masked-off lanes are not read (their loads sit behind a branch) and hold 0.
-    """
-    out = ir.Constant(vec, None)
-    for lane in range(vec.count):
-        on = builder.extract_element(mask, ir.Constant(_I32, lane))
-        origin = builder.block
-        with builder.if_then(on):
-            value = builder.load(builder.gep(ptr, [builder.mul(stride, ir.Constant(_I64, lane))]))
-            loaded = builder.block
-        phi = builder.phi(_F32)
-        phi.add_incoming(value, loaded)
-        phi.add_incoming(ir.Constant(_F32, 0.0), origin)
-        out = builder.insert_element(out, phi, ir.Constant(_I32, lane))
-    return out
-
-
 #: Software prefetch of the inputs this many strips ahead (LLVM locality 3: all cache levels).
 #: Without it the kernel reached ~40 GF/s of the ~95 a strip reaches on cache-resident data,
 #: with it ~55 (single thread): each strip touches Cin·Th input rows, too many streams for the
@@ -101,43 +81,42 @@ def decode_taps(code: str) -> list[tuple[int, int]]:
 
 
 @intrinsic
-def strip_fma(typingctx, x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, th_hi, th_n,
-              tw_n, nvalid, buf, buf_off, pitch, accumulate, nb, nv, unit, taps):
+def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n,
+              tw_n, nvalid, buf, buf_off, pitch, accumulate, nb, nv, taps):
     """One strip of ``nb`` phase outputs × ``nv·LANES`` columns, summed over ``cin`` channels.
 
     For ``p < nb`` and lane ``v < nvalid`` (input lanes past ``nvalid`` are never read):
     ``buf[buf_off + p·pitch + v] (+)= Σ_{ic<cin} Σ_{th_lo≤th<th_hi} Σ_{tw<tw_n}
     w[w_off + ((ic·th_n + th)·tw_n + tw)·nb + p] · x.flat[x_off + ic·sx_ic − th·sx_row +
-    (v − tw)·sx_col]``, adding to what ``buf`` holds when ``accumulate`` is true. Offsets and
-    strides are in elements; ``x``, ``w`` and ``buf`` are float32 arrays; ``nb``, ``nv`` and
-    ``unit`` (``sx_col == 1``) are literals.
+    v − tw]``, adding to what ``buf`` holds when ``accumulate`` is true. Offsets and strides
+    are in elements (``x``'s rows are contiguous: strided inputs are staged first); ``x``,
+    ``w`` and ``buf`` are float32 arrays; ``nb`` and ``nv`` are literals.
 
     ``taps`` (a string literal from :func:`encode_taps`) gives slots their own tap counts: slot
     ``p`` then sums only ``th < Th_p``, ``tw < Tw_p`` (phases of a merged group reach fewer taps
     than the group's ``th_n × tw_n``), with the tap loops unrolled so that each input vector
     is loaded once and meets exactly the slots it reaches: no multiply by a zero weight.
     """
-    literals = (nb, nv, unit)
-    if not all(isinstance(v, (types.IntegerLiteral, types.BooleanLiteral)) for v in literals):
+    if not all(isinstance(v, types.IntegerLiteral) for v in (nb, nv)):
         return None
     if not isinstance(taps, types.StringLiteral):
         return None
-    n_b, n_v, contiguous = nb.literal_value, nv.literal_value, bool(unit.literal_value)
+    n_b, n_v = nb.literal_value, nv.literal_value
     slot_taps = decode_taps(taps.literal_value)
     if slot_taps and len(slot_taps) != n_b:
         raise ValueError(f"taps names {len(slot_taps)} slots for nb = {n_b}")
     width = n_v * LANES
 
     def codegen(context, builder, sig, args):
-        (x_a, x_off_v, sx_ic_v, sx_row_v, sx_col_v, cin_v, w_a, w_off_v, th_lo_v, th_hi_v,
-         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, _, _, _, _) = args
+        (x_a, x_off_v, sx_ic_v, sx_row_v, cin_v, w_a, w_off_v, th_lo_v, th_hi_v,
+         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, _, _, _) = args
         xdata = context.make_array(sig.args[0])(context, builder, x_a).data
-        wdata = context.make_array(sig.args[6])(context, builder, w_a).data
-        bdata = context.make_array(sig.args[13])(context, builder, buf_a).data
+        wdata = context.make_array(sig.args[5])(context, builder, w_a).data
+        bdata = context.make_array(sig.args[12])(context, builder, buf_a).data
         vec = ir.VectorType(_F32, LANES)
         ivec = ir.VectorType(_I64, LANES)
         zero = ir.Constant(vec, None)
-        carry = builder.icmp_signed("!=", context.cast(builder, accumulate_v, sig.args[16],
+        carry = builder.icmp_signed("!=", context.cast(builder, accumulate_v, sig.args[15],
                                                           types.int64), ir.Constant(_I64, 0))
         accs = []
         for p in range(n_b):
@@ -150,29 +129,23 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, 
         limit = _splat(builder, nvalid_v, ivec)
         lanes = [ir.Constant(ivec, list(range(j * LANES, (j + 1) * LANES))) for j in range(n_v)]
         masks = [builder.icmp_signed("<", lane, limit) for lane in lanes]
-        step = builder.mul(sx_col_v, ir.Constant(_I64, LANES))
 
         def row_start(x_ic: ir.Value, th: ir.Value) -> ir.Value:
             x_row = builder.sub(x_ic, builder.mul(th, sx_row_v))
-            if contiguous:  # the next strip's inputs, while this one computes
-                for j in range(n_v + 1):
-                    _prefetch(builder, builder.gep(xdata, [builder.add(
-                        x_row, ir.Constant(_I64, PREFETCH_STRIPS * width + j * LANES))]))
+            for j in range(n_v + 1):  # the next strip's inputs, while this one computes
+                _prefetch(builder, builder.gep(xdata, [builder.add(
+                    x_row, ir.Constant(_I64, PREFETCH_STRIPS * width + j * LANES))]))
             return x_row
 
         def tap(x_row: ir.Value, w_row: ir.Value, tw: ir.Value, users: range | list[int]) -> None:
             """Load the tap's input vectors once; one FMA per (user slot, vector)."""
-            x_at = builder.sub(x_row, builder.mul(tw, sx_col_v))
+            x_at = builder.sub(x_row, tw)
             w_at = builder.add(w_off_v,
                                builder.mul(builder.add(w_row, tw), ir.Constant(_I64, n_b)))
             xs = []
             for j in range(n_v):
-                at = builder.add(x_at, builder.mul(step, ir.Constant(_I64, j)))
-                ptr = builder.gep(xdata, [at])
-                if contiguous:
-                    xs.append(_masked_load(builder, ptr, masks[j], vec))
-                else:
-                    xs.append(_gather(builder, ptr, sx_col_v, masks[j], vec))
+                ptr = builder.gep(xdata, [builder.add(x_at, ir.Constant(_I64, j * LANES))])
+                xs.append(_masked_load(builder, ptr, masks[j], vec))
             for p in users:
                 wp = builder.load(builder.gep(wdata, [builder.add(w_at, ir.Constant(_I64, p))]))
                 wv = _splat(builder, wp, vec)
@@ -212,6 +185,6 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, 
                               builder.bitcast(builder.gep(bdata, [at]), vec.as_pointer()), align=4)
         return context.get_dummy_value()
 
-    sig = types.void(x, x_off, sx_ic, sx_row, sx_col, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
-                     nvalid, buf, buf_off, pitch, accumulate, nb, nv, unit, taps)
+    sig = types.void(x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
+                     nvalid, buf, buf_off, pitch, accumulate, nb, nv, taps)
     return sig, codegen

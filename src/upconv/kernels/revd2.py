@@ -117,26 +117,61 @@ def _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, ac
         buf[p * pitch + v] = acc[p]
 
 
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _stage_rows(x, n, qh, depth, ring, state):
+    """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like.
+
+    For inputs whose columns are not contiguous (channels_last). ``ring`` is one thread's
+    ``2·depth`` row slots of ``Cin × W`` floats; row ``i`` goes to slots ``i % depth`` and
+    ``i % depth + depth``, so rows ``qh, qh − 1, …`` sit at slot ``qh % depth + depth`` and
+    below: one row stride, as :func:`strip_fma` reads them. ``state = (n, rows staged up to)``:
+    a thread walking consecutive rows copies one new row per call.
+    """
+    _, cin, h_in, w_in = x.shape
+    block = cin * w_in
+    lo = max(0, qh - depth + 1)
+    hi = min(qh + 1, h_in)
+    start = state[1] if (state[0] == n and lo <= state[1] <= hi) else lo
+    channels_inner = x.strides[1] < x.strides[3]
+    for i in range(start, hi):
+        slot = (i % depth) * block
+        if channels_inner:  # channels_last: read along channels
+            for col in range(w_in):
+                for ic in range(cin):
+                    ring[slot + ic * w_in + col] = x[n, ic, i, col]
+        else:
+            for ic in range(cin):
+                for col in range(w_in):
+                    ring[slot + ic * w_in + col] = x[n, ic, i, col]
+        mirror = slot + depth * block
+        ring[mirror : mirror + block] = ring[slot : slot + block]
+    state[0] = n
+    state[1] = hi
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
 def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bias, y, scratch,
-                 sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, unit, taps):
+                 ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb,
+                 nv, staged, taps):
     """All outputs of one phase group. ``x (N, Cin, H, W)`` any strides, ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
     ``slot_th``/``slot_tw (nb,)`` each chunk position's tap counts (the same in every chunk);
     ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·(row_pitch + 1))`` one phase-row accumulator per
-    thread, written once per row and slot into the output. ``nb``, ``nv``, ``unit`` (x has unit
-    column stride) and ``taps`` (:func:`upconv.kernels._simd.encode_taps`) are literals.
+    thread, written once per row and slot into the output. ``staged``: x's columns are strided
+    (channels_last), so each thread first copies the rows it reads into its ``ring
+    (threads, 2·Th·Cin·W)`` (:func:`_stage_rows`; ``ring_state (threads, 2)`` starts at -1);
+    otherwise x is read in place. ``nb``, ``nv``, ``staged`` and ``taps``
+    (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
     literally(nb)
     literally(nv)
-    literally(unit)
+    literally(staged)
     literally(taps)
     n_batch, cin, h_in, w_in = x.shape
     chunks, _, th_n, tw_n, _ = wpack.shape
     item = x.itemsize
-    s_n, s_c, s_h, s_w = x.strides[0] // item, x.strides[1] // item, x.strides[2] // item, \
-        x.strides[3] // item
+    s_n, s_c, s_h = x.strides[0] // item, x.strides[1] // item, x.strides[2] // item
     width = nv * LANES
     rows = qh_hi - qh_lo
     # interior columns: every tap q − tw lands inside [0, W)
@@ -149,18 +184,28 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
         qh = qh_lo + task % rows
         th_lo = max(0, qh - h_in + 1)
         th_hi = min(th_n, qh + 1)
-        row = scratch[numba.get_thread_id()]
+        thread = numba.get_thread_id()
+        row = scratch[thread]
         acc = row[nb * pitch : nb * pitch + nb]  # border-column sums
+        staged_rows = ring[thread]
+        if staged:
+            _stage_rows(x, n, qh, th_n, staged_rows, ring_state[thread])
         for chunk in range(chunks):
             # channel blocks outermost: a block's Th·ic_block input rows stream through the
             # strips together, few enough for the hardware prefetchers to follow
             for ic0 in range(0, cin, ic_block):
                 ic_n = min(ic_block, cin - ic0)
+                w_off = chunk * w_block + ic0 * th_n * tw_n * nb
                 for q0 in range(in_lo, in_hi, width):
-                    strip_fma(x, n * s_n + ic0 * s_c + qh * s_h + q0 * s_w, s_c, s_h, s_w, ic_n,
-                              wpack, chunk * w_block + ic0 * th_n * tw_n * nb, th_lo, th_hi, th_n,
-                              tw_n, min(width, in_hi - q0), row, q0 - qw_lo, pitch, ic0 > 0, nb,
-                              nv, unit, taps)
+                    nvalid = min(width, in_hi - q0)
+                    if staged:
+                        strip_fma(staged_rows, ((qh % th_n + th_n) * cin + ic0) * w_in + q0,
+                                  w_in, cin * w_in, ic_n, wpack, w_off, th_lo, th_hi, th_n,
+                                  tw_n, nvalid, row, q0 - qw_lo, pitch, ic0 > 0, nb, nv, taps)
+                    else:
+                        strip_fma(x, n * s_n + ic0 * s_c + qh * s_h + q0, s_c, s_h, ic_n,
+                                  wpack, w_off, th_lo, th_hi, th_n, tw_n, nvalid, row,
+                                  q0 - qw_lo, pitch, ic0 > 0, nb, nv, taps)
             # border columns after the strips: the last strip's vector stores spill past in_hi
             for q in range(qw_lo, qw_hi):
                 if in_lo <= q < in_hi:
@@ -354,7 +399,9 @@ def deconv2d_revd2_compiled(
     """Compiled REVD2: ``x (N, Cin, H, W)``, ``weight (Cin, C, Kh, Kw)`` → ``(N, C, *out_size)``.
 
     Same contract as the references in :mod:`upconv.algorithms`; float32 CPU tensors only
-    (check :func:`unsupported_reason` first). NCHW and channels_last inputs are read in place.
+    (check :func:`unsupported_reason` first). NCHW inputs are read in place; channels_last (any
+    input whose columns are strided) is staged a few rows at a time per thread (no copy of the
+    whole input).
     """
     n, _, h, w = x.shape
     c = weight.shape[1]
@@ -369,13 +416,17 @@ def deconv2d_revd2_compiled(
     y_np = y.numpy()
     sync_threads()
     (sh, sw), (top, _, left, _) = stride, padding
-    unit = x_np.strides[3] == x_np.itemsize
+    staged = x_np.strides[3] != x_np.itemsize  # strided columns (channels_last)
     threads = numba.get_num_threads()
+    cin = x_np.shape[1]
     for g in plan.groups:
         scratch = np.empty((threads, g.nb * (row_pitch(g.qw[1] - g.qw[0], g.nv) + 1)), np.float32)
+        depth = g.wpack.shape[2]
+        ring = np.empty((threads, 2 * depth * cin * w if staged else 1), np.float32)
+        ring_state = np.full((threads, 2), -1, np.int64)
         args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, g.slot_th,
-                g.slot_tw, b, y_np, scratch, sh, sw, top, left, g.qh[0], g.qh[1], g.qw[0],
-                g.qw[1], IC_BLOCK, g.nb, g.nv, unit, g.taps)
+                g.slot_tw, b, y_np, scratch, ring, ring_state, sh, sw, top, left, g.qh[0],
+                g.qh[1], g.qw[0], g.qw[1], IC_BLOCK, g.nb, g.nv, staged, g.taps)
         with _LAUNCH:
             _specialised(args)(*args)
     return y
@@ -385,15 +436,15 @@ _ENTRY_POINTS: dict[tuple, object] = {}
 
 
 def _specialised(args: tuple) -> object:
-    """The compiled ``_revd2_group`` for these argument types, ``nb, nv, unit, taps`` literal.
+    """The compiled ``_revd2_group`` for these argument types, ``nb, nv, staged, taps`` literal.
 
     Calling the dispatcher with literal arguments re-runs numba's literal dispatch on every
     call (tens of milliseconds); resolving the overload once and calling its entry point
     costs microseconds. Compiled overloads come from numba's on-disk cache when present.
     """
-    *rest, nb, nv, unit, taps = args
+    *rest, nb, nv, staged, taps = args
     sig = (*(numba.typeof(a) for a in rest),
-           *(numba.types.literal(v) for v in (nb, nv, unit, taps)))
+           *(numba.types.literal(v) for v in (nb, nv, staged, taps)))
     entry = _ENTRY_POINTS.get(sig)
     if entry is None:
         _revd2_group.compile(sig)
