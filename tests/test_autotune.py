@@ -38,7 +38,7 @@ def test_auto_equals_conv_transpose2d_and_writes_the_cache(cache):
     assert entry["choice"] in autotune.candidates()
     assert set(entry["seconds"]) == {"revd2-numba", "tdc-torch", "tdc-torch-nhwc", "stdd-torch",
                                      "convtranspose-ort"}
-    assert entry["choice"] == min(entry["seconds"], key=entry["seconds"].get)
+    assert entry["choice"] == autotune.pick(entry["seconds"])
     assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temp files left
 
 
@@ -92,7 +92,7 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
         platformdirs.user_cache_dir("upconv"))
 
 
-def test_time_candidates_warms_up_then_keeps_the_best_round():
+def test_time_candidates_warms_up_then_keeps_the_median_round(monkeypatch):
     calls = {"a": 0, "b": 0}
 
     def make(name):
@@ -104,3 +104,25 @@ def test_time_candidates_warms_up_then_keeps_the_best_round():
     best = autotune.time_candidates({k: make(k) for k in calls}, small_call(), repeats=4)
     assert calls == {"a": 5, "b": 5}  # one warm-up + four timed rounds each
     assert set(best) == {"a", "b"} and all(0 < v < 1 for v in best.values())
+    # a candidate fast in one round and slow in the others is judged by its slow rounds
+    # after a warm-up call each, "a" takes 1, 9, 9 s and "b" 5, 5, 5 s: medians 9 and 5
+    now, durations = [0.0], {"a": iter([0.0, 1.0, 9.0, 9.0]), "b": iter([5.0] * 4)}
+
+    def takes(name):
+        def impl(*args):
+            now[0] += next(durations[name])
+        return impl
+
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(autotune.time, "sleep", lambda s: None)
+    got = autotune.time_candidates({k: takes(k) for k in calls}, small_call(), repeats=3,
+                                   budget_s=1e9)
+    assert got == {"a": 9.0, "b": 5.0}
+
+
+def test_pick_keeps_the_kernel_within_its_margin():
+    k, margin = autotune.KERNEL, autotune.KERNEL_PREFERENCE
+    assert autotune.pick({k: 1.0 + margin / 2, "tdc-torch": 1.0}) == k
+    assert autotune.pick({k: 1.0 + 2 * margin, "tdc-torch": 1.0}) == "tdc-torch"
+    assert autotune.pick({k: 0.5, "tdc-torch": 1.0}) == k
+    assert autotune.pick({"stdd-torch": 0.5, "tdc-torch": 1.0}) == "stdd-torch"
