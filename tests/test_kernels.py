@@ -89,6 +89,25 @@ def test_compiled_on_channels_last_inputs(p):
     torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("kw,sw,width", [(40, 1, 50), (40, 1, 5), (33, 2, 70), (3, 1, 1),
+                                         (9, 4, 16), (6, 2, 47)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_edge_strips(kw, sw, width, layout):
+    """Columns whose taps leave the input run as masked edge strips: kernels wider than a
+    SIMD vector (several left-edge strips), inputs narrower than the kernel (no interior),
+    and row ends that fall inside, at or past a vector boundary."""
+    g = torch.Generator().manual_seed(kw + width)
+    x = torch.randn(2, 3, 4, width, generator=g)
+    w = torch.randn(3, 2, 3, kw, generator=g)
+    b = torch.randn(2, generator=g)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for padding in ((0, 0, 0, 0), (1, 0, kw // 2, kw // 3)):
+        want = oracle(x, w, b, (1, sw), padding, (0, 0))
+        got = run(deconv2d_revd2_compiled, x, w, b, (1, sw), padding)
+        torch.testing.assert_close(got, want, **TOL)
+
+
 def test_channels_last_and_strided_inputs():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 5, 9, 40, generator=g)
@@ -169,7 +188,7 @@ def test_kernel_honours_torch_thread_count():
 def test_no_feature_map_sized_allocations():
     """Torch allocates only the output; inside the kernel numba allocates nothing.
 
-    NRT counts one meminfo per array argument it unboxes (a view on existing data, 13 per phase
+    NRT counts one meminfo per array argument it unboxes (a view on existing data, 11 per phase
     group); any buffer allocated in the kernel's loops would add one per row task.
     """
     from numba.core.runtime import _nrt_python, rtsys
@@ -192,7 +211,7 @@ def test_no_feature_map_sized_allocations():
     assert allocated == y.numel() * y.element_size()
     call = check_deconv(x, w, b, 3, 3)
     groups = len(plan_for(w, call.stride, call.padding, call.out_size, (30, 50)).groups)
-    assert after.alloc - before.alloc == 13 * groups
+    assert after.alloc - before.alloc == 11 * groups
 
 
 def test_block_shapes_stay_in_registers():

@@ -82,7 +82,7 @@ def decode_taps(code: str) -> list[tuple[int, int]]:
 
 @intrinsic
 def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n,
-              tw_n, nvalid, buf, buf_off, pitch, accumulate, nb, nv, taps):
+              tw_n, nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps):
     """One strip of ``nb`` phase outputs × ``nv·LANES`` columns, summed over ``cin`` channels.
 
     For ``p < nb`` and lane ``v < nvalid`` (input lanes past ``nvalid`` are never read):
@@ -92,6 +92,11 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     are in elements (``x``'s rows are contiguous: strided inputs are staged first); ``x``,
     ``w`` and ``buf`` are float32 arrays; ``nb`` and ``nv`` are literals.
 
+    ``bounded`` (literal): lane ``v`` of lane 0's input column ``col0`` reads input column
+    ``col0 + v − tw``; with ``bounded`` true, lanes whose column leaves ``[0, w_in)`` are not
+    read and count as zero (a zero-padded input, for the edge strips of a row), without it
+    every lane ``v < nvalid`` must lie inside.
+
     ``taps`` (a string literal from :func:`encode_taps`) gives slots their own tap counts: slot
     ``p`` then sums only ``th < Th_p``, ``tw < Tw_p`` (phases of a merged group reach fewer taps
     than the group's ``th_n × tw_n``), with the tap loops unrolled so that each input vector
@@ -99,9 +104,11 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     """
     if not all(isinstance(v, types.IntegerLiteral) for v in (nb, nv)):
         return None
+    if not isinstance(bounded, types.BooleanLiteral):
+        return None
     if not isinstance(taps, types.StringLiteral):
         return None
-    n_b, n_v = nb.literal_value, nv.literal_value
+    n_b, n_v, edge = nb.literal_value, nv.literal_value, bounded.literal_value
     slot_taps = decode_taps(taps.literal_value)
     if slot_taps and len(slot_taps) != n_b:
         raise ValueError(f"taps names {len(slot_taps)} slots for nb = {n_b}")
@@ -109,7 +116,8 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
 
     def codegen(context, builder, sig, args):
         (x_a, x_off_v, sx_ic_v, sx_row_v, cin_v, w_a, w_off_v, th_lo_v, th_hi_v,
-         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, _, _, _) = args
+         th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, col0_v, w_in_v, _, _,
+         _, _) = args
         xdata = context.make_array(sig.args[0])(context, builder, x_a).data
         wdata = context.make_array(sig.args[5])(context, builder, w_a).data
         bdata = context.make_array(sig.args[12])(context, builder, buf_a).data
@@ -129,6 +137,10 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
         limit = _splat(builder, nvalid_v, ivec)
         lanes = [ir.Constant(ivec, list(range(j * LANES, (j + 1) * LANES))) for j in range(n_v)]
         masks = [builder.icmp_signed("<", lane, limit) for lane in lanes]
+        # edge masks in 32-bit lanes (one register per vector; columns fit easily)
+        cvec = ir.VectorType(_I32, LANES)
+        col_lanes = [ir.Constant(cvec, list(range(j * LANES, (j + 1) * LANES)))
+                     for j in range(n_v)]
 
         def row_start(x_ic: ir.Value, th: ir.Value) -> ir.Value:
             x_row = builder.sub(x_ic, builder.mul(th, sx_row_v))
@@ -143,9 +155,22 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
             w_at = builder.add(w_off_v,
                                builder.mul(builder.add(w_row, tw), ir.Constant(_I64, n_b)))
             xs = []
+            if edge:
+                # lane columns c = col0 − tw + lane must satisfy 0 <= c < bound, with bound =
+                # min(w_in, col0 − tw + nvalid): one unsigned compare per vector
+                first = builder.sub(col0_v, tw)
+                bound = builder.add(first, nvalid_v)
+                bound = builder.select(builder.icmp_signed("<", w_in_v, bound), w_in_v, bound)
+                bound = builder.select(builder.icmp_signed("<", bound, ir.Constant(_I64, 0)),
+                                       ir.Constant(_I64, 0), bound)
+                shift = _splat(builder, builder.trunc(first, _I32), cvec)
+                limit_c = _splat(builder, builder.trunc(bound, _I32), cvec)
             for j in range(n_v):
                 ptr = builder.gep(xdata, [builder.add(x_at, ir.Constant(_I64, j * LANES))])
-                xs.append(_masked_load(builder, ptr, masks[j], vec))
+                mask = masks[j]
+                if edge:
+                    mask = builder.icmp_unsigned("<", builder.add(col_lanes[j], shift), limit_c)
+                xs.append(_masked_load(builder, ptr, mask, vec))
             for p in users:
                 wp = builder.load(builder.gep(wdata, [builder.add(w_at, ir.Constant(_I64, p))]))
                 wv = _splat(builder, wp, vec)
@@ -186,5 +211,5 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
         return context.get_dummy_value()
 
     sig = types.void(x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
-                     nvalid, buf, buf_off, pitch, accumulate, nb, nv, taps)
+                     nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps)
     return sig, codegen

@@ -13,8 +13,11 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
   of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
   :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
-  (``nb × W`` floats per thread, allocated once per call); the few border columns whose taps
-  leave the input use a scalar loop.
+  (``nb × W`` floats per thread, allocated once per call). Columns whose taps leave the input
+  run as one-vector *edge strips* whose lanes are masked per tap (zero padding without a
+  copy); the interior runs as full strips without those masks.
+* channels_last inputs (strided columns) are staged a few rows at a time into a per-thread
+  ring in NCHW order (:func:`_stage_rows`), so the micro-kernel always reads whole vectors.
 * Each finished row (``nb`` slots × all columns) is written once to its interleaved output
   positions, with the periodic or per-channel bias added on the way. The kernel makes no heap
   allocation, and nothing the size of a feature map exists besides the output.
@@ -95,29 +98,6 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, acc, buf, pitch,
-                   v):
-    """REVD2 of column ``q`` (taps may leave the input) into ``buf[p·pitch + v]``.
-
-    Slot ``p`` sums its own ``slot_th[p] × slot_tw[p]`` taps, clipped to the input; the slot
-    loop is innermost and contiguous in ``wpack`` and ``acc`` (``nb`` floats of scratch), so
-    it vectorises across slots.
-    """
-    _, cin, _, w_in = x.shape
-    nb = wpack.shape[4]
-    acc[:] = 0.0
-    for ic in range(cin):
-        for th in range(th_lo, th_hi):
-            for tw in range(max(0, q - w_in + 1), min(wpack.shape[3], q + 1)):  # 0 <= q-tw < W
-                xv = x[n, ic, qh - th, q - tw]
-                for p in range(nb):
-                    reached = th < slot_th[p] and tw < slot_tw[p]
-                    acc[p] += xv * wpack[chunk, ic, th, tw, p] if reached else np.float32(0.0)
-    for p in range(nb):
-        buf[p * pitch + v] = acc[p]
-
-
-@numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _stage_rows(x, n, qh, depth, ring, state):
     """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like.
 
@@ -150,18 +130,17 @@ def _stage_rows(x, n, qh, depth, ring, state):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bias, y, scratch,
-                 ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb,
-                 nv, staged, taps):
+def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, ring, ring_state,
+                 sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, staged, taps):
     """All outputs of one phase group. ``x (N, Cin, H, W)`` any strides, ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
-    ``slot_th``/``slot_tw (nb,)`` each chunk position's tap counts (the same in every chunk);
-    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·(row_pitch + 1))`` one phase-row accumulator per
+    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·row_pitch)`` one phase-row accumulator per
     thread, written once per row and slot into the output. ``staged``: x's columns are strided
     (channels_last), so each thread first copies the rows it reads into its ``ring
-    (threads, 2·Th·Cin·W)`` (:func:`_stage_rows`; ``ring_state (threads, 2)`` starts at -1);
-    otherwise x is read in place. ``nb``, ``nv``, ``staged`` and ``taps``
+    (threads, 1, 1, 1, 2·Th·Cin·W)`` (:func:`_stage_rows`; 4-D per thread so that it and x
+    unify to one array type; ``ring_state (threads, 2)`` starts at -1); otherwise x is read in
+    place. ``nb``, ``nv``, ``staged`` and ``taps``
     (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
     literally(nb)
@@ -174,11 +153,14 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
     s_n, s_c, s_h = x.strides[0] // item, x.strides[1] // item, x.strides[2] // item
     width = nv * LANES
     rows = qh_hi - qh_lo
-    # interior columns: every tap q − tw lands inside [0, W)
-    in_lo = max(qw_lo, tw_n - 1)
-    in_hi = max(in_lo, min(qw_hi, w_in))
     w_block = th_n * tw_n * nb * cin
     pitch = row_pitch(qw_hi - qw_lo, nv)  # floats per slot in the row buffer
+    # columns: 1-vector edge strips on the left, full strips of the interior, then 1-vector
+    # strips for the rest. An edge strip has lanes whose taps q − tw leave [0, W): they are
+    # masked per tap (zero padding without a copy); interior strips skip those masks.
+    left_end = qw_lo if qw_lo >= tw_n - 1 else min(qw_hi, qw_lo + -(-(tw_n - 1 - qw_lo)
+                                                                     // LANES) * LANES)
+    full_end = left_end + max(0, (min(qw_hi, w_in) - left_end) // width) * width
     for task in prange(n_batch * rows):
         n = task // rows
         qh = qh_lo + task % rows
@@ -186,32 +168,39 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, slot_th, slot_tw, bi
         th_hi = min(th_n, qh + 1)
         thread = numba.get_thread_id()
         row = scratch[thread]
-        acc = row[nb * pitch : nb * pitch + nb]  # border-column sums
-        staged_rows = ring[thread]
         if staged:
-            _stage_rows(x, n, qh, th_n, staged_rows, ring_state[thread])
+            _stage_rows(x, n, qh, th_n, ring[thread, 0, 0, 0], ring_state[thread])
+            src = ring[thread]
+            x_row, sx_ic, sx_row = (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in
+        else:
+            src = x
+            x_row, sx_ic, sx_row = n * s_n + qh * s_h, s_c, s_h
         for chunk in range(chunks):
             # channel blocks outermost: a block's Th·ic_block input rows stream through the
             # strips together, few enough for the hardware prefetchers to follow
             for ic0 in range(0, cin, ic_block):
                 ic_n = min(ic_block, cin - ic0)
                 w_off = chunk * w_block + ic0 * th_n * tw_n * nb
-                for q0 in range(in_lo, in_hi, width):
-                    nvalid = min(width, in_hi - q0)
-                    if staged:
-                        strip_fma(staged_rows, ((qh % th_n + th_n) * cin + ic0) * w_in + q0,
-                                  w_in, cin * w_in, ic_n, wpack, w_off, th_lo, th_hi, th_n,
-                                  tw_n, nvalid, row, q0 - qw_lo, pitch, ic0 > 0, nb, nv, taps)
+                at = x_row + ic0 * sx_ic
+                carry = ic0 > 0
+                for q0 in range(qw_lo, left_end, LANES):
+                    strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi,
+                              th_n, tw_n, min(LANES, left_end - q0), row, q0 - qw_lo, pitch,
+                              carry, q0, w_in, nb, 1, True, taps)
+                for q0 in range(left_end, full_end, width):
+                    strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi,
+                              th_n, tw_n, width, row, q0 - qw_lo, pitch, carry, q0, w_in, nb,
+                              nv, False, taps)
+                for q0 in range(full_end, qw_hi, LANES):
+                    nvalid = min(LANES, qw_hi - q0)
+                    if q0 + nvalid > w_in:
+                        strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo,
+                                  th_hi, th_n, tw_n, nvalid, row, q0 - qw_lo, pitch, carry, q0,
+                                  w_in, nb, 1, True, taps)
                     else:
-                        strip_fma(x, n * s_n + ic0 * s_c + qh * s_h + q0, s_c, s_h, ic_n,
-                                  wpack, w_off, th_lo, th_hi, th_n, tw_n, nvalid, row,
-                                  q0 - qw_lo, pitch, ic0 > 0, nb, nv, taps)
-            # border columns after the strips: the last strip's vector stores spill past in_hi
-            for q in range(qw_lo, qw_hi):
-                if in_lo <= q < in_hi:
-                    continue
-                _border_column(x, wpack, chunk, slot_th, slot_tw, n, qh, q, th_lo, th_hi, acc,
-                               row, pitch, q - qw_lo)
+                        strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo,
+                                  th_hi, th_n, tw_n, nvalid, row, q0 - qw_lo, pitch, carry, q0,
+                                  w_in, nb, 1, False, taps)
             _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
                          qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
@@ -420,13 +409,13 @@ def deconv2d_revd2_compiled(
     threads = numba.get_num_threads()
     cin = x_np.shape[1]
     for g in plan.groups:
-        scratch = np.empty((threads, g.nb * (row_pitch(g.qw[1] - g.qw[0], g.nv) + 1)), np.float32)
-        depth = g.wpack.shape[2]
-        ring = np.empty((threads, 2 * depth * cin * w if staged else 1), np.float32)
+        (qw_lo, qw_hi), depth = g.qw, g.wpack.shape[2]
+        scratch = np.empty((threads, g.nb * row_pitch(qw_hi - qw_lo, g.nv)), np.float32)
+        ring = np.empty((threads, 1, 1, 1, 2 * depth * cin * w if staged else 1), np.float32)
         ring_state = np.full((threads, 2), -1, np.int64)
-        args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, g.slot_th,
-                g.slot_tw, b, y_np, scratch, ring, ring_state, sh, sw, top, left, g.qh[0],
-                g.qh[1], g.qw[0], g.qw[1], IC_BLOCK, g.nb, g.nv, staged, g.taps)
+        args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np,
+                scratch, ring, ring_state, sh, sw, top, left, g.qh[0], g.qh[1], qw_lo, qw_hi,
+                IC_BLOCK, g.nb, g.nv, staged, g.taps)
         with _LAUNCH:
             _specialised(args)(*args)
     return y
