@@ -89,8 +89,15 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
         b_col = o_w % bw
         b_step = sw % bw
         base = off + p * width
+        out = y[n, c, o_h]
+        if b_step == 0:  # the bias is constant along a slot's row (per-channel, or D-SP's)
+            b = bias[c, b_row, b_col]
+            for v in range(v_lo, v_hi):
+                out[o_w] = buf[base + v] + b
+                o_w += sw
+            continue
         for v in range(v_lo, v_hi):
-            y[n, c, o_h, o_w] = buf[base + v] + bias[c, b_row, b_col]
+            out[o_w] = buf[base + v] + bias[c, b_row, b_col]
             o_w += sw
             b_col += b_step
             if b_col >= bw:
