@@ -101,6 +101,18 @@ def test_interleaved_times_rotate_the_order():
     assert calls == list("abcbcacab") and all(len(v) == 3 for v in times.values())
 
 
+def test_interleaved_times_settle_after_spinning_cases(monkeypatch):
+    from upconv.bench import measure
+
+    slept, calls = [], []
+    monkeypatch.setattr(measure.time, "sleep", lambda s: slept.append((s, calls[-1:])))
+    interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, 2, warmup=0,
+                      gap_s=0.01, settle_s={"a": 0.3})
+    # calls a, b | b, a: before each, the gap, or a's settle time when a ran just before
+    assert calls == list("abba")
+    assert slept == [(0.01, []), (0.3, ["a"]), (0.01, ["b"]), (0.01, ["b"])]
+
+
 def test_cli_quick_run_and_bad_layers(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["bench", "--quick", "--layers", "l3", "--threads", "1",

@@ -12,27 +12,34 @@ import torch
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                      gap_s: float = 0.0) -> dict[str, list[float]]:
+                      gap_s: float = 0.0, settle_s: dict[str, float] | None = None
+                      ) -> dict[str, list[float]]:
     """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
 
     Each round runs every function once, starting at a different one, so slow drifts of the
     machine (other load, clocks) spread over all of them instead of favouring one. ``gap_s``
     of idle time before each timed call lets the previous library's spin-waiting worker
-    threads (OpenMP, ONNX Runtime) go to sleep, so no case pays for its predecessor's pool.
+    threads (OpenMP, ONNX Runtime) go to sleep, so no case pays for its predecessor's pool;
+    ``settle_s[name]`` lengthens that idle time after ``name`` (ONNX Runtime's workers spin
+    for longer than PyTorch's).
     """
     names = list(fns)
+    settle = settle_s or {}
     with torch.no_grad():
         for _ in range(warmup):
             for name in names:
                 fns[name]()
         times: dict[str, list[float]] = {name: [] for name in names}
+        previous = None
         for i in range(repeats):
             for name in names[i % len(names):] + names[: i % len(names)]:
-                if gap_s:
-                    time.sleep(gap_s)
+                idle = max(gap_s, settle.get(previous, 0.0)) if previous is not None else gap_s
+                if idle:
+                    time.sleep(idle)
                 t0 = time.perf_counter()
                 fns[name]()
                 times[name].append(time.perf_counter() - t0)
+                previous = name
     return times
 
 

@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .cases import ORT_SETTLE_S
 from .suite import GENERIC, Results, Row
 
 
@@ -52,7 +53,8 @@ def markdown(res: Results) -> str:
         f"OpenMP environment: {m.get('omp_env') or 'defaults'}",
         f"- measured peak sgemm {res.peak_gflops:.1f} GFLOP/s, copy bandwidth "
         f"{res.copy_gbs:.1f} GB/s; input scale {res.scale}; median of {res.repeats} "
-        f"interleaved runs after warm-up, {res.gap_s * 1e3:.0f} ms idle before each run",
+        f"interleaved runs after warm-up, {res.gap_s * 1e3:.0f} ms idle before each run "
+        f"({ORT_SETTLE_S * 1e3:.0f} ms after an ONNX Runtime run, whose workers spin longer)",
         "- SP = sub-pixel conv / D-SP deconvolution, NN = resize conv / D-NN deconvolution. "
         "× best baseline: best PyTorch/ONNX Runtime time of the same function divided by this "
         "one (> 1 is faster). GFLOP/s counts the useful multiply-adds (SP: r²K²·Cin·C, NN: "

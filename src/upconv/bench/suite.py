@@ -74,7 +74,8 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
         with torch.no_grad():
             got = torch.as_tensor(np.asarray(case.fn()))
         errors[case.name] = float((got - want[case.expected_key]).abs().max())
-    times = interleaved_times({c.name: c.fn for c in cases}, repeats, warmup, gap_s)
+    times = interleaved_times({c.name: c.fn for c in cases}, repeats, warmup, gap_s,
+                              {c.name: c.settle_s for c in cases if c.settle_s})
     best = {}
     for case in cases:
         if case.family == "baseline":
