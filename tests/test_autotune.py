@@ -38,7 +38,9 @@ def test_auto_equals_conv_transpose2d_and_writes_the_cache(cache):
     assert entry["choice"] in autotune.candidates()
     assert set(entry["seconds"]) == {"revd2-numba", "tdc-torch", "tdc-torch-nhwc", "stdd-torch",
                                      "convtranspose-ort"}
-    assert entry["choice"] == autotune.pick(entry["seconds"])
+    checked = entry.get(f"{autotune.KERNEL}/{autotune.pick(entry['seconds'])}")
+    flipped = checked is not None and checked <= 1 + autotune.KERNEL_PREFERENCE
+    assert entry["choice"] == (autotune.KERNEL if flipped else autotune.pick(entry["seconds"]))
     assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no temp files left
 
 
@@ -118,6 +120,41 @@ def test_time_candidates_warms_up_then_keeps_the_median_round(monkeypatch):
     got = autotune.time_candidates({k: takes(k) for k in calls}, small_call(), repeats=3,
                                    budget_s=1e9)
     assert got == {"a": 9.0, "b": 5.0}
+
+
+@pytest.mark.parametrize("kernel_s,ratio,want,rechecked", [
+    (1.2, 0.9, "revd2-numba", True),   # close call, the kernel wins head to head
+    (1.2, 1.2, "tdc-torch", True),     # close call, confirmed
+    (2.0, 0.5, "tdc-torch", False),    # not close: no re-check
+])
+def test_close_calls_are_rechecked_head_to_head(cache, monkeypatch, kernel_s, ratio, want,
+                                                rechecked):
+    monkeypatch.setattr(autotune, "tune", lambda call: {autotune.KERNEL: kernel_s,
+                                                        "tdc-torch": 1.0, "stdd-torch": 3.0})
+    seen = []
+    monkeypatch.setattr(autotune, "paired_ratio",
+                        lambda a, b, call: seen.append((a, b)) or ratio)
+    with torch.no_grad():
+        assert autotune.choose(small_call()) == want
+    impls = autotune.candidates()
+    assert seen == ([(impls[autotune.KERNEL], impls["tdc-torch"])] if rechecked else [])
+    entry = next(iter(json.loads(cache.read_text()).values()))
+    assert entry["choice"] == want
+    assert (f"{autotune.KERNEL}/tdc-torch" in entry) == rechecked
+
+
+def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
+    now = [0.0]
+    durations = {"a": iter([1.0, 3.0, 1.0]), "b": iter([2.0, 2.0, 2.0])}
+
+    def takes(name):
+        def impl(*args):
+            now[0] += next(durations[name])
+        return impl
+
+    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(autotune.time, "sleep", lambda s: None)
+    assert autotune.paired_ratio(takes("a"), takes("b"), small_call(), pairs=3) == 0.5
 
 
 def test_pick_keeps_the_kernel_within_its_margin():

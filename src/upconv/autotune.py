@@ -15,7 +15,11 @@ Candidates are compared by their median time over interleaved rounds, not their 
 GEMM paths allocate feature-map-sized temporaries whose page faults come and go, and a best
 round hides them (held-out H6 D-SP: TDC's best 3.4 ms beat the kernel's 3.6 ms, its median in
 the benchmark was 6.0 ms against 3.9). Within :data:`KERNEL_PREFERENCE` of the fastest, the
-allocation-free kernel is kept.
+allocation-free kernel is kept. When another candidate wins but the kernel is within
+:data:`CLOSE_CALL`, the two are timed again head to head, back to back in alternating order,
+and the median of the paired ratios decides: medians of a shared 2-core machine still moved
+±20%, and on held-out H4 D-SP they once picked TDC (23.6 ms in the benchmark) over the kernel
+(16.2 ms).
 
 A choice is keyed by a version string (upconv, torch, numba, onnxruntime, CPU) plus the call's
 signature (shapes, stride, crops, bias kind, dtype, memory format) and the thread count, kept in
@@ -49,6 +53,8 @@ SCHEMA = "5"
 #: below the run-to-run noise of a tuning, and it allocates nothing the size of a feature map.
 KERNEL_PREFERENCE = 0.05
 KERNEL = "revd2-numba"
+#: A win by less than this factor over the kernel is re-checked head to head.
+CLOSE_CALL = 1.3
 
 
 def candidates() -> dict[str, Impl]:
@@ -154,6 +160,24 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
     return {name: statistics.median(times) for name, times in rounds.items()}
 
 
+def paired_ratio(a: Impl, b: Impl, call: DeconvCall, pairs: int = 9, gap_s: float = 0.01
+                 ) -> float:
+    """Median over ``pairs`` back-to-back runs of ``time(a) / time(b)`` (order alternating)."""
+    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+            call.out_size)
+    ratios = []
+    with torch.no_grad():
+        for i in range(pairs):
+            spent = {}
+            for name, impl in (("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a)):
+                time.sleep(gap_s)
+                t0 = time.perf_counter()
+                impl(*args)
+                spent[name] = time.perf_counter() - t0
+            ratios.append(spent["a"] / spent["b"])
+    return statistics.median(ratios)
+
+
 def pick(seconds: dict[str, float]) -> str:
     """The fastest candidate, or the compiled kernel when within :data:`KERNEL_PREFERENCE`."""
     fastest = min(seconds, key=seconds.__getitem__)
@@ -205,8 +229,16 @@ def choose(call: DeconvCall) -> str:
     else:
         timings = tune(call)
         name = pick(timings)
+        entry = {"seconds": timings}
+        if name != KERNEL and KERNEL in timings and timings[KERNEL] < timings[name] * CLOSE_CALL:
+            impls = candidates()
+            ratio = paired_ratio(impls[KERNEL], impls[name], call)
+            entry[f"{KERNEL}/{name}"] = ratio
+            if ratio <= 1 + KERNEL_PREFERENCE:
+                name = KERNEL
+        entry["choice"] = name
         data = _load(path)  # re-read: another process may have added entries meanwhile
-        data[key] = {"choice": name, "seconds": timings}
+        data[key] = entry
         _save(path, data)
     _MEMORY[f"{path}|{key}"] = name
     return name
