@@ -94,7 +94,7 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
         platformdirs.user_cache_dir("upconv"))
 
 
-def test_time_candidates_warms_up_then_keeps_the_median_round(monkeypatch):
+def test_time_candidates_warm_up_then_time_every_round():
     calls = {"a": 0, "b": 0}
 
     def make(name):
@@ -106,19 +106,33 @@ def test_time_candidates_warms_up_then_keeps_the_median_round(monkeypatch):
     best = autotune.time_candidates({k: make(k) for k in calls}, small_call(), repeats=4)
     assert calls == {"a": 5, "b": 5}  # one warm-up + four timed rounds each
     assert set(best) == {"a", "b"} and all(0 < v < 1 for v in best.values())
-    # a candidate fast in one round and slow in the others is judged by its slow rounds
-    # after a warm-up call each, "a" takes 1, 9, 9 s and "b" 5, 5, 5 s: medians 9 and 5
-    now, durations = [0.0], {"a": iter([0.0, 1.0, 9.0, 9.0]), "b": iter([5.0] * 4)}
 
-    def takes(name):
-        def impl(*args):
-            now[0] += next(durations[name])
-        return impl
 
+@pytest.fixture
+def fake_timed(monkeypatch):
+    """``fake_timed({name: [seconds, ...]})``: candidates whose calls take those times, in
+    order, on a clock that only they advance (sleeps return at once)."""
+    now = [0.0]
     monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(autotune.time, "sleep", lambda s: None)
-    got = autotune.time_candidates({k: takes(k) for k in calls}, small_call(), repeats=3,
-                                   budget_s=1e9)
+
+    def make(durations: dict[str, list[float]]) -> dict:
+        left = {name: iter(times) for name, times in durations.items()}
+
+        def impl_of(name):
+            def impl(*args):
+                now[0] += next(left[name])
+            return impl
+
+        return {name: impl_of(name) for name in durations}
+
+    return make
+
+
+def test_time_candidates_judge_by_the_median_round(fake_timed):
+    # after a warm-up call each, "a" takes 1, 9, 9 s and "b" 5, 5, 5 s: medians 9 and 5
+    impls = fake_timed({"a": [0.0, 1.0, 9.0, 9.0], "b": [5.0] * 4})
+    got = autotune.time_candidates(impls, small_call(), repeats=3, budget_s=1e9)
     assert got == {"a": 9.0, "b": 5.0}
 
 
@@ -143,18 +157,9 @@ def test_close_calls_are_rechecked_head_to_head(cache, monkeypatch, kernel_s, ra
     assert (f"{autotune.KERNEL}/tdc-torch" in entry) == rechecked
 
 
-def test_paired_ratio_is_the_median_of_back_to_back_ratios(monkeypatch):
-    now = [0.0]
-    durations = {"a": iter([1.0, 3.0, 1.0]), "b": iter([2.0, 2.0, 2.0])}
-
-    def takes(name):
-        def impl(*args):
-            now[0] += next(durations[name])
-        return impl
-
-    monkeypatch.setattr(autotune.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(autotune.time, "sleep", lambda s: None)
-    assert autotune.paired_ratio(takes("a"), takes("b"), small_call(), pairs=3) == 0.5
+def test_paired_ratio_is_the_median_of_back_to_back_ratios(fake_timed):
+    impls = fake_timed({"a": [1.0, 3.0, 1.0], "b": [2.0, 2.0, 2.0]})
+    assert autotune.paired_ratio(impls["a"], impls["b"], small_call(), pairs=3) == 0.5
 
 
 def test_pick_keeps_the_kernel_within_its_margin():
