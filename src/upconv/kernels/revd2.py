@@ -136,80 +136,105 @@ def _stage_rows(x, n, qh, depth, ring, state):
     state[1] = hi
 
 
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, th_hi, qw_lo,
+               qw_hi, row, pitch, nb, nv, taps):
+    """One phase-grid row of one chunk of slots into ``row`` (``nb`` slots × columns
+    ``[qw_lo, qw_hi)``, slot stride ``pitch``), summed over all input channels.
+
+    ``src.flat[x_row + ic·sx_ic − th·sx_row + col]`` is input channel ``ic``, column ``col``
+    of the row tap ``th`` reads (``x`` in place, or a thread's staged rows). Full strips of
+    ``nv`` vectors cover the interior; one-vector strips cover the left edge and what the
+    full strips leave at the right end, masking per tap the lanes whose input column
+    ``q − tw`` leaves ``[0, w_in)`` (zero padding without a copy). One call site each keeps
+    the compiled variant small. ``nb``, ``nv`` and ``taps`` are literals.
+    """
+    literally(nb)
+    literally(nv)
+    literally(taps)
+    _, cin, th_n, tw_n, _ = wpack.shape
+    width = nv * LANES
+    left_end = qw_lo if qw_lo >= tw_n - 1 else min(qw_hi, qw_lo + -(-(tw_n - 1 - qw_lo)
+                                                                     // LANES) * LANES)
+    full_end = left_end + max(0, (min(qw_hi, w_in) - left_end) // width) * width
+    n_left = -(-(left_end - qw_lo) // LANES)
+    n_narrow = n_left + -(-(qw_hi - full_end) // LANES)
+    # channel blocks outermost: a block's Th·ic_block input rows stream through the strips
+    # together, few enough for the hardware prefetchers to follow
+    for ic0 in range(0, cin, ic_block):
+        ic_n = min(ic_block, cin - ic0)
+        w_off = (chunk * cin + ic0) * th_n * tw_n * nb
+        at = x_row + ic0 * sx_ic
+        carry = ic0 > 0
+        for q0 in range(left_end, full_end, width):
+            strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi, th_n, tw_n,
+                      width, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, nv, False, taps)
+        for k in range(n_narrow):
+            q0 = qw_lo + k * LANES if k < n_left else full_end + (k - n_left) * LANES
+            nvalid = min(LANES, (left_end if k < n_left else qw_hi) - q0)
+            strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi, th_n, tw_n,
+                      nvalid, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, 1, True, taps)
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, ring, ring_state,
-                 sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, staged, taps):
-    """All outputs of one phase group. ``x (N, Cin, H, W)`` any strides, ``y`` C-contiguous.
+def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh, sw, top, left,
+                 qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, taps):
+    """All outputs of one phase group, reading ``x (N, Cin, H, W)`` in place (unit column
+    stride, any other strides); ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
     ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·row_pitch)`` one phase-row accumulator per
-    thread, written once per row and slot into the output. ``staged``: x's columns are strided
-    (channels_last), so each thread first copies the rows it reads into its ``ring
-    (threads, 1, 1, 1, 2·Th·Cin·W)`` (:func:`_stage_rows`; 4-D per thread so that it and x
-    unify to one array type; ``ring_state (threads, 2)`` starts at -1); otherwise x is read in
-    place. ``nb``, ``nv``, ``staged`` and ``taps``
+    thread, written once per row and slot into the output. ``nb``, ``nv`` and ``taps``
     (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
     literally(nb)
     literally(nv)
-    literally(staged)
     literally(taps)
-    n_batch, cin, h_in, w_in = x.shape
-    chunks, _, th_n, tw_n, _ = wpack.shape
+    n_batch, _, h_in, w_in = x.shape
+    th_n = wpack.shape[2]
     item = x.itemsize
     s_n, s_c, s_h = x.strides[0] // item, x.strides[1] // item, x.strides[2] // item
-    width = nv * LANES
     rows = qh_hi - qh_lo
-    w_block = th_n * tw_n * nb * cin
     pitch = row_pitch(qw_hi - qw_lo, nv)  # floats per slot in the row buffer
-    # columns: 1-vector edge strips on the left, full strips of the interior, then 1-vector
-    # strips for the rest. An edge strip has lanes whose taps q − tw leave [0, W): they are
-    # masked per tap (zero padding without a copy); interior strips skip those masks.
-    left_end = qw_lo if qw_lo >= tw_n - 1 else min(qw_hi, qw_lo + -(-(tw_n - 1 - qw_lo)
-                                                                     // LANES) * LANES)
-    full_end = left_end + max(0, (min(qw_hi, w_in) - left_end) // width) * width
     for task in prange(n_batch * rows):
         n = task // rows
         qh = qh_lo + task % rows
-        th_lo = max(0, qh - h_in + 1)
-        th_hi = min(th_n, qh + 1)
+        row = scratch[numba.get_thread_id()]
+        for chunk in range(slots.shape[0]):
+            _chunk_row(x, n * s_n + qh * s_h, s_c, s_h, w_in, wpack, chunk, ic_block,
+                       max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi, row, pitch, nb,
+                       nv, taps)
+            _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
+                       qw_lo, qw_hi - qw_lo, sh, sw, top, left)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
+def _revd2_group_staged(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, ring,
+                        ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb,
+                        nv, taps):
+    """:func:`_revd2_group` for inputs whose columns are strided (channels_last): each thread
+    first copies the rows it reads into its ``ring (threads, 2·Th·Cin·W)``
+    (:func:`_stage_rows`; ``ring_state (threads, 2)`` starts at -1). A separate entry point,
+    so that NCHW calls do not compile the staging."""
+    literally(nb)
+    literally(nv)
+    literally(taps)
+    n_batch, cin, h_in, w_in = x.shape
+    th_n = wpack.shape[2]
+    rows = qh_hi - qh_lo
+    pitch = row_pitch(qw_hi - qw_lo, nv)
+    for task in prange(n_batch * rows):
+        n = task // rows
+        qh = qh_lo + task % rows
         thread = numba.get_thread_id()
         row = scratch[thread]
-        if staged:
-            _stage_rows(x, n, qh, th_n, ring[thread, 0, 0, 0], ring_state[thread])
-            src = ring[thread]
-            x_row, sx_ic, sx_row = (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in
-        else:
-            src = x
-            x_row, sx_ic, sx_row = n * s_n + qh * s_h, s_c, s_h
-        for chunk in range(chunks):
-            # channel blocks outermost: a block's Th·ic_block input rows stream through the
-            # strips together, few enough for the hardware prefetchers to follow
-            for ic0 in range(0, cin, ic_block):
-                ic_n = min(ic_block, cin - ic0)
-                w_off = chunk * w_block + ic0 * th_n * tw_n * nb
-                at = x_row + ic0 * sx_ic
-                carry = ic0 > 0
-                for q0 in range(qw_lo, left_end, LANES):
-                    strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi,
-                              th_n, tw_n, min(LANES, left_end - q0), row, q0 - qw_lo, pitch,
-                              carry, q0, w_in, nb, 1, True, taps)
-                for q0 in range(left_end, full_end, width):
-                    strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi,
-                              th_n, tw_n, width, row, q0 - qw_lo, pitch, carry, q0, w_in, nb,
-                              nv, False, taps)
-                for q0 in range(full_end, qw_hi, LANES):
-                    nvalid = min(LANES, qw_hi - q0)
-                    if q0 + nvalid > w_in:
-                        strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo,
-                                  th_hi, th_n, tw_n, nvalid, row, q0 - qw_lo, pitch, carry, q0,
-                                  w_in, nb, 1, True, taps)
-                    else:
-                        strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo,
-                                  th_hi, th_n, tw_n, nvalid, row, q0 - qw_lo, pitch, carry, q0,
-                                  w_in, nb, 1, False, taps)
+        _stage_rows(x, n, qh, th_n, ring[thread], ring_state[thread])
+        for chunk in range(slots.shape[0]):
+            _chunk_row(ring[thread], (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in, w_in,
+                       wpack, chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo,
+                       qw_hi, row, pitch, nb, nv, taps)
             _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
-                         qw_lo, qw_hi - qw_lo, sh, sw, top, left)
+                       qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
 
 @dataclass(frozen=True)
@@ -418,31 +443,35 @@ def deconv2d_revd2_compiled(
     for g in plan.groups:
         (qw_lo, qw_hi), depth = g.qw, g.wpack.shape[2]
         scratch = np.empty((threads, g.nb * row_pitch(qw_hi - qw_lo, g.nv)), np.float32)
-        ring = np.empty((threads, 1, 1, 1, 2 * depth * cin * w if staged else 1), np.float32)
-        ring_state = np.full((threads, 2), -1, np.int64)
-        args = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np,
-                scratch, ring, ring_state, sh, sw, top, left, g.qh[0], g.qh[1], qw_lo, qw_hi,
-                IC_BLOCK, g.nb, g.nv, staged, g.taps)
+        geometry = (sh, sw, top, left, g.qh[0], g.qh[1], qw_lo, qw_hi, IC_BLOCK, g.nb, g.nv,
+                    g.taps)
+        head = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np, scratch)
+        if staged:
+            ring = np.empty((threads, 2 * depth * cin * w), np.float32)
+            ring_state = np.full((threads, 2), -1, np.int64)
+            kernel, args = _revd2_group_staged, (*head, ring, ring_state, *geometry)
+        else:
+            kernel, args = _revd2_group, (*head, *geometry)
         with _LAUNCH:
-            _specialised(args)(*args)
+            _specialised(kernel, args)(*args)
     return y
 
 
 _ENTRY_POINTS: dict[tuple, object] = {}
 
 
-def _specialised(args: tuple) -> object:
-    """The compiled ``_revd2_group`` for these argument types, ``nb, nv, staged, taps`` literal.
+def _specialised(kernel, args: tuple) -> object:
+    """The compiled ``kernel`` (a group entry point) for these argument types, ``nb, nv, taps``
+    literal.
 
     Calling the dispatcher with literal arguments re-runs numba's literal dispatch on every
     call (tens of milliseconds); resolving the overload once and calling its entry point
     costs microseconds. Compiled overloads come from numba's on-disk cache when present.
     """
-    *rest, nb, nv, staged, taps = args
-    sig = (*(numba.typeof(a) for a in rest),
-           *(numba.types.literal(v) for v in (nb, nv, staged, taps)))
-    entry = _ENTRY_POINTS.get(sig)
+    *rest, nb, nv, taps = args
+    sig = (*(numba.typeof(a) for a in rest), *(numba.types.literal(v) for v in (nb, nv, taps)))
+    entry = _ENTRY_POINTS.get((kernel.py_func, sig))
     if entry is None:
-        _revd2_group.compile(sig)
-        entry = _ENTRY_POINTS[sig] = _revd2_group.overloads[sig].entry_point
+        kernel.compile(sig)
+        entry = _ENTRY_POINTS[kernel.py_func, sig] = kernel.overloads[sig].entry_point
     return entry
