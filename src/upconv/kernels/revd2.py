@@ -242,16 +242,13 @@ class PhaseGroup:
     """Phase outputs computed in one pass over the input, packed for the kernel.
 
     ``wpack (chunks, Cin, Th, Tw, nb)`` float32; ``slots (chunks, nb)`` int64 slot ids
-    (-1 pads the last chunk); ``slot_th``/``slot_tw (nb,)`` int64 tap counts of each chunk
-    position (the same in every chunk; zero weights beyond them are never read); ``taps`` their
-    :func:`~upconv.kernels._simd.encode_taps` code; ``qh``/``qw`` the phase-grid ranges
-    ``[lo, hi)`` to visit.
+    (-1 pads the last chunk); ``taps`` the :func:`~upconv.kernels._simd.encode_taps` code of
+    each chunk position's tap counts (the same in every chunk; zero weights beyond them are
+    never read); ``qh``/``qw`` the phase-grid ranges ``[lo, hi)`` to visit.
     """
 
     wpack: np.ndarray
     slots: np.ndarray
-    slot_th: np.ndarray
-    slot_tw: np.ndarray
     taps: str
     qh: IntPair
     qw: IntPair
@@ -379,10 +376,8 @@ def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
                 k_h = slot_fh[g] + sh * np.arange(t_h)
                 k_w = slot_fw[g] + sw * np.arange(t_w)
                 wpack[k, :, :t_h, :t_w, pos] = w_np[:, slot_c[g]][:, k_h][:, :, k_w]
-        groups.append(PhaseGroup(
-            wpack, slots, np.array([t for t, _ in pos_taps], np.int64),
-            np.array([t for _, t in pos_taps], np.int64), encode_taps(pos_taps), qh, qw, nb,
-            _strip_vectors(nb, interior)))
+        groups.append(PhaseGroup(wpack, slots, encode_taps(pos_taps), qh, qw, nb,
+                                 _strip_vectors(nb, interior)))
     return Plan(tuple(groups), slot_c, slot_fh, slot_fw)
 
 
