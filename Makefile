@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_REQ)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# spandrel (the model zoo, for checkpoints from disk) without its torchvision requirement:
+	# PyPI's torchvision does not load beside the CPU torch pin (tests/stubs/README.md)
+	$(BIN)/python -m pip install --quiet --no-deps "spandrel==0.4.2"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import sys
 import tempfile
 
 from hypothesis import HealthCheck, settings
@@ -13,3 +15,8 @@ settings.load_profile("upconv")
 
 # algorithm="auto" caches its timings on disk: keep test runs out of the user's cache directory
 os.environ["UPCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="upconv-test-cache-")
+
+# spandrel imports torchvision, which cannot be installed beside the CPU torch pin: put the
+# test-only stand-in (tests/stubs/README.md) on the path when no real torchvision exists
+if importlib.util.find_spec("torchvision") is None:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "stubs"))
