@@ -1,12 +1,14 @@
 """``upconv bench``: the benchmark suite (layer zoo × PyTorch, ONNX Runtime and upconv paths).
 
 ``--zoo paper`` (default) runs the issue's L1–L6 and writes ``latest.{md,json}``;
-``--zoo heldout`` runs the held-out H1–H6 and writes ``heldout.{md,json}``.
+``--zoo heldout`` runs the held-out H1–H6 and writes ``heldout.{md,json}``; ``--models``
+runs whole networks (trained vs converted, eager and torch.compile) and writes
+``models.{md,json}``. Everything runs in the process's environment as it is (no OpenMP
+variables are needed or set).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -59,13 +61,22 @@ def results_name(zoo: str, layers: list[str]) -> str:
               show_default=True, help="Size factor for the slow reference algorithms.")
 @click.option("--gap-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
               help="Idle time before each timed run, so spinning thread pools settle.")
+@click.option("--no-interleaved-conv", is_flag=True,
+              help="Do not run a PyTorch convolution (the network's previous layer) right "
+                   "before each timed call.")
+@click.option("--models", default=None, metavar="all|M1,M2,...",
+              help="Benchmark whole models instead of layers (trained vs converted, eager and "
+                   "torch.compile; results in models.md / models.json).")
+@click.option("--algorithm", default="revd2", show_default=True,
+              help="With --models: the algorithm the converted models run.")
 @click.option("--no-onnxruntime", is_flag=True, help="Skip the ONNX Runtime baselines.")
 @click.option("--no-references", is_flag=True, help="Skip the reference algorithms.")
 @click.option("--quick", is_flag=True,
               help="Smoke run: scale 0.05, 2 repeats, no reference algorithms.")
 def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None, out_dir: str,
-          scale: float, reduced_scale: float, gap_ms: float, no_onnxruntime: bool,
-          no_references: bool, quick: bool) -> None:
+          scale: float, reduced_scale: float, gap_ms: float, no_interleaved_conv: bool,
+          models: str | None, algorithm: str, no_onnxruntime: bool, no_references: bool,
+          quick: bool) -> None:
     """Time every layer of the zoo as C-SP / C-NN (PyTorch, ONNX Runtime) and as D-SP / D-NN
     deconvolutions (upconv), interleaved in one process; write markdown and JSON results.
 
@@ -75,22 +86,49 @@ def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None,
 
     from ..bench import ZOOS, markdown, run_suite, write_results
 
+    console = Console(stderr=True)
+    progress = lambda msg: console.print(f"[dim]{msg}[/]")  # noqa: E731
+    if models is not None:
+        _bench_models(models, algorithm, repeats, threads, out_dir, progress)
+        return
     layers = list(ZOOS[zoo]) if layers is None else layers
-
     if quick:
         scale, repeats, no_references, gap_ms = min(scale, 0.05), min(repeats, 2), True, 0.0
-    console = Console(stderr=True)
-    if not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)):
-        console.print("[yellow]note:[/] PyTorch's OpenMP workers spin-wait after each op and "
-                      "slow the next non-PyTorch kernel; for the recommended setting run "
-                      "OMP_WAIT_POLICY=PASSIVE upconv bench (or python benchmarks/run.py)")
     res = run_suite(layers, repeats=repeats, threads=threads, scale=scale,
                     reduced_scale=reduced_scale, with_ort=not no_onnxruntime,
                     with_references=not no_references, gap_s=gap_ms / 1e3,
-                    progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+                    interleave_conv=not no_interleaved_conv, progress=progress)
     try:
         paths = write_results(res, Path(out_dir), results_name(zoo, layers))
     except OSError as err:
         raise click.ClickException(f"cannot write results to {out_dir}: {err}") from None
     click.echo(markdown(res))
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _bench_models(ids: str, algorithm: str, repeats: int, threads: int | None, out_dir: str,
+                  progress) -> None:
+    from ..bench.models import MODELS, markdown, run_models
+    from ..bench.report import write_document
+    from ..functional import check_algorithm
+
+    chosen = list(MODELS) if ids.strip().lower() == "all" else [
+        i.strip().upper() for i in ids.split(",") if i.strip()]
+    bad = [i for i in chosen if i not in MODELS]
+    if bad or not chosen:
+        raise click.BadParameter(f"{', '.join(bad) or 'nothing'} is not a model id; use all "
+                                 f"or a comma-separated subset of {','.join(MODELS)}",
+                                 param_hint="--models")
+    try:
+        check_algorithm(algorithm)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--algorithm") from None
+    res = run_models(chosen, algorithm, repeats, threads, progress)
+    text = markdown(res)
+    try:
+        paths = write_document(res.to_json(), text, Path(out_dir), "models",
+                               res.machine["date_utc"])
+    except OSError as err:
+        raise click.ClickException(f"cannot write results to {out_dir}: {err}") from None
+    click.echo(text)
+    progress(f"wrote {', '.join(str(p) for p in paths)}")
