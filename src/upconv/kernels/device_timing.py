@@ -39,13 +39,3 @@ def cuda_median(fn: Callable[[], object], min_reps: int = 5, max_reps: int = 50,
     times = first + (cuda_times(fn, more, 0) if more > 0 else [])
     return statistics.median(times)
 
-
-def copy_bandwidth(device: torch.device | str = "cuda", megabytes: int = 1024,
-                   reps: int = 10) -> float:
-    """Best device-to-device copy bandwidth in bytes/s (bytes read + written) of
-    ``Tensor.copy_`` on a buffer of ``megabytes`` MiB."""
-    n = megabytes * 2**20 // 4
-    src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    best = min(cuda_times(lambda: dst.copy_(src), reps, warmup=2))
-    return 2 * 4 * n / best
