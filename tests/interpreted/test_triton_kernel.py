@@ -68,7 +68,7 @@ def layout(x, name: str):
     return x.contiguous(memory_format=torch.channels_last) if name == "channels_last" else x
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=35, deadline=None)
 @given(p=deconv_problems(), dtype=st.sampled_from(list(DTYPES)),
        fmt=st.sampled_from(["nchw", "channels_last"]), pick=st.integers(0, 15))
 def test_kernel_equals_conv_transpose2d(p, dtype, fmt, pick):
@@ -96,7 +96,7 @@ def small_upsampling_problems(draw):
     return {**p, "kernel": (kh, kw), "scale": tuple(min(r, 4) for r in p["scale"])}
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(p=small_upsampling_problems(), dtype=st.sampled_from(list(DTYPES)),
        fmt=st.sampled_from(["nchw", "channels_last"]))
 def test_trained_layers_through_deconv2d_triton(p, dtype, fmt):

@@ -29,7 +29,8 @@ def markdown(res: dict) -> str:
         f"{m.get('python', '?')}; upconv {m.get('upconv', '?')}; date (UTC) "
         f"{m.get('date_utc', '?')}",
         f"- phases: {', '.join(f'{k}: {v}' for k, v in res.get('phases', {}).items())}",
-        f"- measured device copy bandwidth (read + write, `Tensor.copy_` of 1 GiB): "
+        f"- measured device copy bandwidth (read + write, `Tensor.copy_` of "
+        f"{res.get('copy_megabytes', '?')} MiB, best of 10): "
         f"{_f(res.get('copy_bandwidth_gbs'), 0)} GB/s; input scale {res.get('scale', 1.0)}",
         f"- **ms**: median of {res.get('repeats', '?')} calls, each bracketed by CUDA events "
         f"after zeroing {FLUSH_BYTES // 2**20} MiB (L2 cold; device time, host launch "

@@ -135,7 +135,7 @@ def _bench_gpu(layers: list[str] | None, repeats: int, out_dir: str, scale: floa
     """``upconv bench --device cuda``: the GPU suite (:mod:`upconv.bench.gpu_suite`)."""
     from rich.console import Console
 
-    from ..bench.gpu_suite import DTYPES, PHASES, run_gpu_suite
+    from ..bench.gpu_suite import COMPILE_LAYERS, DTYPES, PHASES, run_gpu_suite
     from ..bench.gpu_zoo import GPU_LAYERS
 
     console = Console(stderr=True)
@@ -152,6 +152,7 @@ def _bench_gpu(layers: list[str] | None, repeats: int, out_dir: str, scale: floa
     try:
         json_path, md_path = run_gpu_suite(
             Path(out_dir), phases=phases or PHASES, layers=layers or tuple(GPU_LAYERS),
+            compile_layers=[i for i in COMPILE_LAYERS if layers is None or i in layers],
             dtypes=kinds, repeats=max(repeats, 30) if not quick else repeats, scale=scale,
             espcn=not no_espcn, energy_seconds=energy_seconds,
             device="cpu" if dry_run else "cuda",
