@@ -15,7 +15,7 @@ STAMP     := $(VENV)/.upconv-installed
 # It must be set before torch loads, so the timing targets set it here.
 TIMING_ENV := OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: demo test bench bench-heldout lint clean venv
+.PHONY: demo test bench bench-heldout bench-gpu lint clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # the held-out layers H1–H6 (never tuned on); writes benchmarks/results/heldout.{md,json}
 bench-heldout: $(STAMP)
 	$(TIMING_ENV) $(BIN)/upconv bench --zoo heldout
+
+# the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
+# benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.
+bench-gpu: $(STAMP)
+	$(TIMING_ENV) $(BIN)/upconv bench --device cuda
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -199,6 +199,8 @@ def test_gpu_machine_imports():
 
         path = autotune.cache_path()
         assert str(path).startswith(os.environ["XDG_CACHE_HOME"]), path
+        from upconv.cost.profiles import available_profiles
+        assert "horowitz-45nm" in available_profiles()
         c = count("C-SP", in_channels=32, out_channels=1, kernel_size=3, scale=2,
                   height=8, width=8, dtype="float16")
         assert estimate(c, load_profile("horowitz-45nm")).energy_j > 0

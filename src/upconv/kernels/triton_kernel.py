@@ -9,21 +9,28 @@ import triton
 import triton.language as tl
 
 # Sizes do not select code: do not specialise on them (one compile serves every shape).
-# Strides are specialised on == 1 only: that tells Triton which axis is contiguous (NCHW
-# or channels_last); input column strides also on 16-divisibility (vector loads).
+# Input strides are specialised as Triton does by default (== 1: which axis is contiguous,
+# NCHW or channels_last; divisible by 16: aligned vector loads along channels_last's channels,
+# which needs every term of the offset to be). Output strides only on == 1: the interleaved
+# stores are not vectorised anyway, and their alignment would multiply the compiled variants.
 SIZES = ["CIN", "H", "W", "OH", "OW", "SH", "SW", "TOP", "LEFT", "QH_LO", "QW_LO",
-         "TILES_H", "TILES_W", "N_BLOCKS", "BPH", "BPW", "sxn", "sxh", "syn", "syh"]
+         "TILES_H", "TILES_W", "N_BLOCKS", "BPH", "BPW"]
 
 
 @triton.jit
 def _tap_step(acc, x_img, w_tap, ih, iw, ki, kk, jn, CIN, H, W, sxc, sxh, sxw,
               BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT: tl.constexpr,
-              UPCAST: tl.constexpr):
+              UPCAST: tl.constexpr, EVEN_K: tl.constexpr):
     """``acc += x[ih, iw, channel step ki] @ w_tap[channel step ki]`` for one tap."""
     ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
     ic = ki * BLOCK_K + kk
-    a = tl.load(x_img + (ih * sxh + iw * sxw)[:, None] + ic[None, :] * sxc,
-                mask=ok[:, None] & (ic < CIN)[None, :], other=0.0)
+    if EVEN_K:  # noqa: SIM108 (a constexpr branch; a mask constant along channels keeps
+        # channels_last loads vectorised)
+        mask = ok[:, None]
+    else:
+        mask = ok[:, None] & (ic < CIN)[None, :]
+    a = tl.load(x_img + (ih * sxh + iw * sxw)[:, None] + ic[None, :] * sxc, mask=mask,
+                other=0.0)
     b = tl.load(w_tap + ic[:, None] * BLOCK_N + jn[None, :])
     if DOT:
         if UPCAST:  # the interpreter's bf16 dot is wrong; bf16 products are exact in fp32
@@ -36,14 +43,14 @@ def _tap_step(acc, x_img, w_tap, ih, iw, ki, kk, jn, CIN, H, W, sxc, sxh, sxw,
 
 
 @triton.jit(do_not_specialize=SIZES,
-            do_not_specialize_on_alignment=["sxc", "syc", "syw"])
+            do_not_specialize_on_alignment=["syn", "syc", "syh", "syw"])
 def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw_ptr,
                  sbias_ptr, CIN, H, W, OH, OW, SH, SW, TOP, LEFT, QH_LO, QW_LO, TILES_H,
                  TILES_W, N_BLOCKS, BPH, BPW, sxn, sxc, sxh, sxw, syn, syc, syh, syw,
                  TH: tl.constexpr, TW: tl.constexpr, K_ITERS: tl.constexpr,
                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_K: tl.constexpr, DOT: tl.constexpr, UPCAST: tl.constexpr,
-                 BIAS_MODE: tl.constexpr, FLAT: tl.constexpr):
+                 BIAS_MODE: tl.constexpr, FLAT: tl.constexpr, EVEN_K: tl.constexpr):
     # program → (image, tile row, tile column, slot block); slot blocks vary fastest so
     # that the programs sharing an input tile run together (L2 reuse)
     pid = tl.program_id(0)
@@ -73,14 +80,14 @@ def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw
                 t_w = tap % TW
                 acc = _tap_step(acc, x_img, w_blk + tap * TAP_SIZE, qh - t_h, qw - t_w,
                                 it % K_ITERS, kk, jn, CIN, H, W, sxc, sxh, sxw, BLOCK_K,
-                                BLOCK_N, DOT, UPCAST)
+                                BLOCK_N, DOT, UPCAST, EVEN_K)
     else:  # taps unrolled: the shifted loads of a tile issue back to back
         for t_h in tl.static_range(TH):
             for t_w in tl.static_range(TW):
                 for ki in range(K_ITERS):
                     acc = _tap_step(acc, x_img, w_blk + (t_h * TW + t_w) * TAP_SIZE,
                                     qh - t_h, qw - t_w, ki, kk, jn, CIN, H, W, sxc, sxh,
-                                    sxw, BLOCK_K, BLOCK_N, DOT, UPCAST)
+                                    sxw, BLOCK_K, BLOCK_N, DOT, UPCAST, EVEN_K)
     # epilogue: bias, then one store per output at its interleaved position
     sl = blk * BLOCK_N + jn
     c = tl.load(slot_c_ptr + sl)

@@ -150,7 +150,8 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
                     BLOCK_H=config.block_h, BLOCK_W=config.block_w, BLOCK_N=config.block_n,
                     BLOCK_K=config.block_k, DOT=config.dot,
                     UPCAST=config.dot and interpreting() and x.dtype == torch.bfloat16,
-                    BIAS_MODE=mode, FLAT=config.flat, num_warps=config.num_warps,
+                    BIAS_MODE=mode, FLAT=config.flat, EVEN_K=cin % config.block_k == 0,
+                    num_warps=config.num_warps,
                     num_stages=config.num_stages)
         if interpreting():  # the interpreter takes no launch options
             meta.pop("num_warps")
