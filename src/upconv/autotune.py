@@ -198,25 +198,17 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
     return {name: statistics.median(times) for name, times in rounds.items()}
 
 
-def time_candidates_cuda(impls: dict[str, Impl], call: DeconvCall, rounds: int = 5,
-                         reps: int = 5) -> dict[str, float]:
-    """Median seconds of each ``impl(call)`` on its CUDA device, with CUDA events.
-
-    Two warm-up calls each (the first compiles and tunes the Triton kernel), then ``rounds``
-    round-robin rounds of ``reps`` back-to-back timed calls per candidate.
-    """
-    from .kernels.device_timing import cuda_times
+def time_candidates_cuda(impls: dict[str, Impl], call: DeconvCall, repeats: int = 15
+                         ) -> dict[str, float]:
+    """Median seconds of each ``impl(call)`` on its CUDA device: CUDA events around each call
+    after the L2 cache is flushed, round-robin, after two warm-up calls each (the first tunes
+    the Triton kernel); see :class:`~upconv.kernels.device_timing.DeviceClock`."""
+    from .kernels.device_timing import DeviceClock
 
     args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
             call.out_size)
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    with torch.no_grad():
-        for impl in impls.values():
-            impl(*args)
-            impl(*args)
-        for _ in range(rounds):
-            for name, impl in impls.items():
-                times[name] += cuda_times(lambda impl=impl: impl(*args), reps, warmup=0)
+    fns = {name: (lambda impl=impl: impl(*args)) for name, impl in impls.items()}
+    times = DeviceClock(call.x.device).interleaved(fns, repeats, warmup=2)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from itertools import combinations
 
+from ..kernels.device_timing import FLUSH_BYTES
 from .gpu_cases import TOLERANCE
-from .gpu_measure import FLUSH_BYTES
 from .gpu_suite import DTYPES
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..kernels.device_timing import DeviceClock
 from .gpu_cases import (
     TOLERANCE,
     GpuCase,
@@ -38,7 +39,6 @@ from .gpu_cases import (
     relative_error,
     upconv_cases,
 )
-from .gpu_measure import DeviceClock
 from .gpu_zoo import GPU_LAYERS, GPU_ONLY, gpu_tensors, io_bytes
 
 PHASES = ("eager", "energy", "compile")

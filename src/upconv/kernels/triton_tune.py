@@ -52,7 +52,8 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
 
     Short on purpose: every new configuration costs a compile (about a second) on first use.
     Tensor-core configs (``tl.dot`` needs M, N, K ≥ 16): all slots of a tile in one block up
-    to 128 (the input tile is then read once for all of them), ``block_k`` = Cin up to 64,
+    to 128 (the input tile is then read once for all of them), ``block_k`` = Cin up to 64
+    (32 for float32),
     tiles of 128 or 256 phase-grid pixels as rows of 64 (coalesced along NCHW rows) where the
     grid is that wide, taps unrolled or one software-pipelined loop. An FMA config where few
     slots or channels would leave an MMA mostly zeros, 64-slot blocks when there are more than
@@ -60,7 +61,8 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     pattern (no zero-tap products, one launch per pattern).
     """
     bn = min(128, max(16, _pow2(slots)))
-    bk = min(64, max(16, _pow2(cin)))
+    # K steps of 64 channels in 16-bit types, 32 in float32 (the same shared memory per stage)
+    bk = min(64 if dtype.itemsize == 2 else 32, max(16, _pow2(cin)))
     small, large = ((2, 64), (4, 64)) if grid_w > 64 else ((4, 16), (4, 32))
     dots = [tp.Config(*small, bn, bk, True, num_warps=4 if small[0] * small[1] * bn <= 8192
                       else 8)]
@@ -153,14 +155,16 @@ def tune(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, paddin
 
     Each candidate's output is compared with PyTorch's TDC on the same inputs first; wrong or
     failing candidates are reported and never chosen. Raises RuntimeError if none works.
-    ``timer(fn)`` gives seconds per call (default: CUDA events,
-    :func:`~upconv.kernels.device_timing.cuda_median`).
+    ``timer(fn)`` gives seconds per call (default: CUDA events around each call after an L2
+    flush, median of 15: :meth:`~upconv.kernels.device_timing.DeviceClock.median`).
     """
     from .torch_paths import deconv2d_tdc_torch
     from .triton_revd2 import launch_all, new_output, prepare
 
     if timer is None:
-        from .device_timing import cuda_median as timer
+        from .device_timing import DeviceClock
+
+        timer = DeviceClock(x.device).median
 
     want = deconv2d_tdc_torch(x, weight, bias, stride, padding, (0, 0), out_size).float()
     scale = float(want.abs().max()) + 1e-6
