@@ -83,27 +83,32 @@ def candidates(call):
                                               call.out_size))
 
 
-# the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 150 input: several tiles,
+# the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 160 input: several tiles,
 # partial tiles at the right and bottom edges
 ZOO = {"G1/L2 32→1 ×2": (32, 1, 2, 1), "L1 32→1 ×3": (32, 1, 3, 1),
        "G2/L4 64→3 ×4": (64, 3, 4, 1), "G3/L5 64→64 ×2": (64, 64, 2, 1),
-       "G4/L6 16→3 ×2": (16, 3, 2, 2), "L3 32→1 ×4": (32, 1, 4, 1)}
+       "G4/L6 16→3 ×2": (16, 3, 2, 2)}
+FP32_TARGETS = ("G1/L2 32→1 ×2", "G2/L4 64→3 ×4", "G4/L6 16→3 ×2")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=["fp16", "fp32"])
 @pytest.mark.parametrize("name", list(ZOO))
 def test_every_candidate_configuration(name, dtype):
-    """Every configuration the tuner may choose, on D-SP and D-NN weights (NCHW), and the
-    first two on a channels_last input."""
+    """Every configuration the tuner may choose (float16; float32 for the layers with float32
+    targets), on D-SP and D-NN weights (NCHW), and the first on a channels_last input. The
+    input's row stride is a multiple of 16, like the benchmark layers', so the kernels
+    compiled here are the ones the suite then finds in Triton's cache."""
     cin, c, r, n = ZOO[name]
-    x = torch.randn(n, cin, 37, 150, generator=torch.Generator().manual_seed(1)).to(DEV, dtype)
+    if dtype == torch.float32 and name not in FP32_TARGETS:
+        return
+    x = torch.randn(n, cin, 37, 160, generator=torch.Generator().manual_seed(1)).to(DEV, dtype)
     for _, wd, bd, geo in layer_weights(cin, c, r, dtype):
         call = check_deconv(x, wd, bd, geo.stride, geo.padding)
         want = oracle(x, wd, bd, geo.stride, geo.padding)
         configs = candidates(call)
         run_candidates(configs, x, wd, bd, geo, call.out_size, want, dtype)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        run_candidates(configs[:2], x_cl, wd, bd, geo, call.out_size, want, dtype)
+        run_candidates(configs[:1], x_cl, wd, bd, geo, call.out_size, want, dtype)
 
 
 def test_bfloat16_layers():

@@ -20,8 +20,8 @@ def test_kernel_in_triton_interpreter():
     src = str(TESTS.parent / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(TESTS / "interpreted"), "-q", "-p",
-         "no:cacheprovider", "--durations=5"],
+        [sys.executable, "-m", "pytest", str(TESTS / "interpreted"), "-p", "no:cacheprovider",
+         "--durations=5"],
         cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=600)
     report = proc.stdout[-20000:] + proc.stderr[-5000:]
     assert proc.returncode == 0, report
