@@ -88,12 +88,12 @@ from upconv.bench.gpu_suite import gpu_check_environment
 print(json.dumps(gpu_check_environment(), indent=1, default=str))'
 
 # correctness first: every kernel configuration the tuner may pick, on the device
-step cuda-tests 130 260 "$OUT/tests.log" "$PY" -m pytest tests/test_triton_cuda.py -q -rs \
+step cuda-tests 150 250 "$OUT/tests.log" "$PY" -m pytest tests/test_triton_cuda.py -q -rs \
     -p no:cacheprovider --durations=15
 
-step suite-eager 190 150 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
+step suite-eager 190 130 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
     --phase eager --out "$OUT" "${SUITE[@]}"
-step suite-energy 60 90 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
+step suite-energy 60 70 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
     --phase energy --out "$OUT" "${SUITE[@]}"
 step suite-compile 150 5 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
     --phase compile --out "$OUT" "${SUITE[@]}"

@@ -85,9 +85,8 @@ def candidates(call):
 
 # the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 160 input: several tiles,
 # partial tiles at the right and bottom edges
-ZOO = {"G1/L2 32→1 ×2": (32, 1, 2, 1), "L1 32→1 ×3": (32, 1, 3, 1),
-       "G2/L4 64→3 ×4": (64, 3, 4, 1), "G3/L5 64→64 ×2": (64, 64, 2, 1),
-       "G4/L6 16→3 ×2": (16, 3, 2, 2)}
+ZOO = {"G1/L2 32→1 ×2": (32, 1, 2, 1), "G2/L4 64→3 ×4": (64, 3, 4, 1),
+       "G3/L5 64→64 ×2": (64, 64, 2, 1), "G4/L6 16→3 ×2": (16, 3, 2, 2)}
 FP32_TARGETS = ("G1/L2 32→1 ×2", "G2/L4 64→3 ×4", "G4/L6 16→3 ×2")
 
 
@@ -120,7 +119,7 @@ def test_bfloat16_layers():
                        oracle(x, wd, bd, geo.stride, geo.padding), torch.bfloat16)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(p=deconv_problems(max_kernel=6, max_stride=4),
        dtype=st.sampled_from([torch.float32, torch.float16]),
        fmt=st.sampled_from(["nchw", "channels_last"]))

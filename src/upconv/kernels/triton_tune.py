@@ -51,23 +51,25 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     """The configurations worth timing for a call, best guess first (the first is also what
     runs untuned: the interpreter, ``UPCONV_TRITON_TUNE=0``, a spent tuning budget).
 
-    Short on purpose: every new configuration costs a compile on first use (about 0.3–0.8 s of
-    CPU for the ``flat`` loop, 1.5–2.5 s with unrolled taps; measured by compiling for sm_90
-    on the development machine). Tensor-core configs (``tl.dot`` needs M, N, K ≥ 16): all
-    slots of a tile in one block up to 128 (the input tile is then read once for all of
-    them), ``block_k`` = Cin up to 64 (32 for float32: the same shared memory per stage),
-    tiles of 128 or 256 phase-grid pixels as rows of 64 (coalesced along NCHW rows) where the
-    grid is that wide; taps as one software-pipelined loop, and once unrolled. An FMA config
-    where few slots or channels would leave an MMA mostly zeros, 64-slot blocks when there are
-    more than 64 slots, and, where phases reach different tap counts, the first config split
-    per tap pattern (no zero-tap products, one launch per pattern).
+    Short on purpose: every new configuration costs a compile on first use (CPU seconds for
+    sm_90 on the development machine: 0.3–0.8 for the ``flat`` loop, 1.5–2.5 with unrolled
+    16-bit dots, several more with unrolled 3×TF32 float32 dots, which are left out).
+    Tensor-core configs (``tl.dot`` needs M, N, K ≥ 16): all slots of a tile in one block up
+    to 128 (the input tile is then read once for all of them), ``block_k`` = Cin up to 64
+    (32 for float32: the same shared memory per stage), tiles of 128 or 256 phase-grid pixels
+    as rows of 64 (coalesced along NCHW rows) where the grid is that wide; taps as one
+    software-pipelined loop, and (16-bit types) once unrolled. An FMA config where few slots
+    or channels would leave an MMA mostly zeros, 64-slot blocks when there are more than 64
+    slots, and, where phases reach different tap counts, the first config split per tap
+    pattern (no zero-tap products, one launch per pattern).
     """
     bn = min(128, max(16, _pow2(slots)))
     bk = min(64 if dtype.itemsize == 2 else 32, max(16, _pow2(cin)))
     small, large = ((2, 64), (4, 64)) if grid_w > 64 else ((4, 16), (4, 32))
     warps = 4 if small[0] * small[1] * bn <= 8192 else 8
-    dots = [tp.Config(*small, bn, bk, True, num_warps=warps, num_stages=3, flat=True),
-            tp.Config(*small, bn, bk, True, num_warps=warps)]
+    dots = [tp.Config(*small, bn, bk, True, num_warps=warps, num_stages=3, flat=True)]
+    if dtype.itemsize == 2:  # unrolled 3×TF32 dots take 5-10× as long to compile
+        dots.append(tp.Config(*small, bn, bk, True, num_warps=warps))
     if large[0] * large[1] * bn <= 16384:
         dots.append(tp.Config(*large, bn, bk, True, num_warps=4 if bn <= 16 else 8,
                               num_stages=3, flat=True))
