@@ -231,13 +231,18 @@ def test_full_size_g1_and_batched_g4_offsets():
         torch.testing.assert_close(got.float(), want, rtol=2e-3, atol=2e-3)
 
 
-def test_torch_compile_of_a_converted_layer():
-    """A converted layer under torch.compile: the kernel call is a graph break and gives the
-    eager result."""
+def test_torch_compile_reaches_the_kernel_through_deconv2d():
+    """``upconv.deconv2d(algorithm="revd2")`` inside a compiled function: the kernel call is a
+    graph break and gives the eager result. (A ``Deconv2d`` module runs standard ops under
+    torch.compile, see ``layers/deconv.is_graph_capture``; it must agree too.)"""
     sp = upconv.SubPixelConv2d(16, 3, 3, 2).to(DEV).eval()
     edge = sp.to_deconv("revd2").to(DEV).eval()
     x = torch.randn(1, 16, 24, 40, device=DEV)
+
+    def layer(x):
+        return upconv.deconv2d(x, edge.weight, edge.bias, edge.stride, edge.padding)
+
     with torch.no_grad():
         want = sp(x)
-        got = torch.compile(edge)(x)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.compile(layer)(x), want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.compile(edge)(x), want, rtol=1e-4, atol=1e-4)

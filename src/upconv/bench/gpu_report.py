@@ -73,6 +73,10 @@ def markdown(res: dict) -> str:
                        f"{_e(r['rel_error'])} | {'yes' if r['ok'] else '**no**'} |")
     if res.get("espcn"):
         out += ["", "## ESPCN whole networks (bundled weights, 1080 × 1920 output)", "",
+                "Under torch.compile a `Deconv2d` runs standard ops (`conv_transpose2d` + "
+                "periodic bias, `layers/deconv.is_graph_capture`), so the compiled converted "
+                "rows measure Inductor's deconvolution, not the Triton kernel (until the kernel "
+                "is registered as a custom operator).", "",
                 "| model | input | dtype | mode | case | ms | compile s | rel err | ok |",
                 "|---|---|---|---|---|---:|---:|---:|---|"]
         for r in res["espcn"]:
