@@ -8,13 +8,15 @@ imported (``TRITON_INTERPRET``), as it is for Triton's own library functions.
 import triton
 import triton.language as tl
 
-# Sizes do not select code: do not specialise on them (one compile serves every shape).
-# Input strides are specialised as Triton does by default (== 1: which axis is contiguous,
-# NCHW or channels_last; divisible by 16: aligned vector loads along channels_last's channels,
-# which needs every term of the offset to be). Output strides only on == 1: the interleaved
-# stores are not vectorised anyway, and their alignment would multiply the compiled variants.
-SIZES = ["CIN", "H", "W", "OH", "OW", "SH", "SW", "TOP", "LEFT", "QH_LO", "QW_LO",
-         "TILES_H", "TILES_W", "N_BLOCKS", "BPH", "BPW"]
+# Sizes do not select code: do not specialise on them (one compile serves every shape),
+# except the input width and the first tile column (a multiple of block_w), whose
+# 16-divisibility lets Triton prove that a tile's untapped column loads are aligned and their
+# mask constant over a vector. Input strides are specialised as Triton does by default (== 1:
+# which axis is contiguous, NCHW or channels_last; divisible by 16: aligned vector loads, which
+# needs every term of the offset to be). Output strides only on == 1: the interleaved stores
+# are not vectorised anyway, and their alignment would multiply the compiled variants.
+SIZES = ["CIN", "H", "OH", "OW", "SH", "SW", "TOP", "LEFT", "QH_LO", "TILES_H", "TILES_W",
+         "N_BLOCKS", "BPH", "BPW"]
 
 
 @triton.jit

@@ -125,6 +125,10 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
     mode = tp.bias_mode(bias, stride)
     qh_lo, qh_hi = tp.phase_grid(sh, top, oh)
     qw_lo, qw_hi = tp.phase_grid(sw, left, ow)
+    # column tiles start on a multiple of block_w (≥ 16; the few columns before qw_lo are
+    # masked off): with the input row stride and width specialised on 16-divisibility, the
+    # untapped column of every tile is then a run of aligned addresses (vector loads in NCHW)
+    qw_lo -= qw_lo % config.block_w
     tiles_h = -(-(qh_hi - qh_lo) // config.block_h)
     tiles_w = -(-(qw_hi - qw_lo) // config.block_w)
     if mode == tp.BIAS_GATHER:
