@@ -92,11 +92,11 @@ step cuda-tests 150 250 "$OUT/tests.log" "$PY" -m pytest tests/test_triton_cuda.
     -p no:cacheprovider --durations=15
 
 step suite-eager 190 130 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
-    --phase eager --out "$OUT" "${SUITE[@]}"
+    --phase eager --out "$OUT" ${SUITE[@]+"${SUITE[@]}"}
 step suite-energy 60 70 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
-    --phase energy --out "$OUT" "${SUITE[@]}"
+    --phase energy --out "$OUT" ${SUITE[@]+"${SUITE[@]}"}
 step suite-compile 150 5 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
-    --phase compile --out "$OUT" "${SUITE[@]}"
+    --phase compile --out "$OUT" ${SUITE[@]+"${SUITE[@]}"}
 
 {
     echo "total: $(( $(date +%s) - START )) s"
