@@ -10,7 +10,7 @@ TORCH_REQ ?= torch==2.13.0
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.upconv-installed
 
-.PHONY: demo test bench bench-heldout bench-models lint clean venv
+.PHONY: demo test bench bench-heldout bench-models bench-gpu lint clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ bench-heldout: $(STAMP)
 # whole networks, trained vs converted, eager and torch.compile; writes models.{md,json}
 bench-models: $(STAMP)
 	$(BIN)/upconv bench --models all
+
+# the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
+# benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.
+bench-gpu: $(STAMP)
+	$(BIN)/upconv bench --device cuda
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

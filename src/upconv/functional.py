@@ -243,7 +243,8 @@ def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
     """The function that runs ``call`` with ``algorithm``.
 
     ``"revd2"``: the compiled kernel (:mod:`upconv.kernels`) for float32 CPU inference, the
-    readable reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
+    Triton kernel (:mod:`upconv.kernels.triton_revd2`) for CUDA inference, the readable
+    reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
     ``conv2d`` + pixel shuffle. ``"auto"``: the fastest of those (TDC in NCHW and NHWC),
     PyTorch's ``conv_transpose2d`` and, for inference, ONNX Runtime's ``ConvTranspose``,
     timed once per shape and thread count (:mod:`upconv.autotune`). ``"stdd"``, ``"strd"``,
@@ -253,7 +254,14 @@ def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
         from .autotune import resolve
 
         return resolve(call)
-    if algorithm == "revd2":
+    if algorithm == "revd2" and call.x.is_cuda:  # the Triton kernel, else the reference
+        from .kernels import triton_revd2
+
+        why = triton_revd2.unsupported_reason(call.x, call.weight, call.bias, call.out_size)
+        if why is None:
+            return triton_revd2.deconv2d_revd2_triton
+        triton_revd2.record_fallback(why)
+    elif algorithm == "revd2":
         from .kernels import deconv2d_revd2_compiled, unsupported_reason
 
         if unsupported_reason(call.x, call.weight, call.bias) is None:
