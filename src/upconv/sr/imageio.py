@@ -331,9 +331,9 @@ def _write_tiff(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]
 
     extratags = [(code, "s", 0, exif[code], True) for code in (271, 272, 315, 33432)
                  if exif is not None and isinstance(exif.get(code), str)]
-    c = pixels.shape[2]
+    c, buf = pixels.shape[2], io.BytesIO()  # tifffile wants a named file or a BytesIO
     tifffile.imwrite(
-        f, pixels, photometric="rgb" if c >= 3 else "minisblack",
+        buf, pixels, photometric="rgb" if c >= 3 else "minisblack",
         extrasamples=("unassalpha",) if c in (2, 4) else None,
         compression="zlib", iccprofile=icc, metadata=None,
         resolution=dpi, resolutionunit="INCH" if dpi else None,
@@ -341,6 +341,7 @@ def _write_tiff(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]
         software=exif.get(305) if exif is not None else None,
         datetime=exif.get(306) if exif is not None else None,
         extratags=extratags)
+    f.write(buf.getbuffer())
     return notes
 
 
