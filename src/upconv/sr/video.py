@@ -253,7 +253,7 @@ def upscale_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode
     codec_name = options.codec or DEFAULT_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
     try:
         codec = av.Codec(codec_name, "w")
-    except av.FFmpegError:
+    except (av.FFmpegError, ValueError):  # av.codec.codec.UnknownCodecError
         codec = None
     if codec is None or codec.type != "video":
         raise VideoError(f"unknown video encoder {codec_name!r}; for example libx264, "
