@@ -133,7 +133,7 @@ def is_complete(src: str | os.PathLike[str], dst: str | os.PathLike[str], scale:
             return False
         w, h = _image_size(src)
         return read_picture(dst).size == (scale * w, scale * h)
-    except Exception:  # noqa: BLE001 - anything unreadable is simply not complete
+    except Exception:  # anything unreadable is simply not complete
         return False
 
 
@@ -168,7 +168,7 @@ class UpscaleWorker:
             Path(dst).parent.mkdir(parents=True, exist_ok=True)
             notes = write_picture(upscale_picture(pic, self.model, self.tile, self.exact),
                                   dst, fmt)
-        except Exception as err:  # noqa: BLE001 - one bad file must not stop the collection
+        except Exception as err:  # one bad file must not stop the collection
             message = str(err) if src in str(err) else f"{src}: {err}"
             return "failed", message if str(err) else f"{src}: {type(err).__name__}"
         return "done", "; ".join(notes)
