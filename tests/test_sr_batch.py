@@ -58,14 +58,14 @@ def _stamp(paths) -> dict:
 def test_resume_scenario_of_issue_14(tmp_path, local_ray):
     src, out = tmp_path / "in", tmp_path / "out"
     inputs = _collection(src, 200)
-    factory = functools.partial(_build_model, None, 2, "revd2")
+    factory = functools.partial(_build_model, None, 2, "conv")
     first = upscale_collection(src, out, factory, scale=2, progress=False, echo=lambda m: None)
     assert (first.done, first.skipped, first.failed) == (200, 0, 0)
     outputs = sorted(p for p in out.rglob("*-x2.*"))
     assert len(outputs) == 200 and not any(p.name.startswith(".") for p in out.rglob("*"))
     assert {Image.open(p).size for p in outputs} == {(32, 32)}
     # the workers write what the one-machine path writes
-    model = load_for_scale(None, 2).to_deconv("revd2")
+    model = load_for_scale(None, 2)
     for name in ("set-a/img000", "set-a/img001", "set-a/img002"):
         [written] = out.glob(f"{name}-x2.*")
         [source] = src.glob(f"{name}.*")
@@ -81,12 +81,14 @@ def test_resume_scenario_of_issue_14(tmp_path, local_ray):
     for p in deleted:
         p.unlink()
     time.sleep(0.05)  # the corrupted inputs are newer than their outputs
-    for p in corrupt:
-        p.write_bytes(p.read_bytes()[:40] + b"\x00garbage")
+    for p in corrupt:  # cut inside the pixel data: the header (and size) still reads
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) * 2 // 3])
+        assert Image.open(p).size == (16, 16)
     input_stamps = _stamp(inputs)
     # the rerun, through the command line: --ray IN_DIR (no address) -o OUT_DIR
     result = CliRunner().invoke(main, ["upscale", "--ray", str(src), "-o", str(out),
-                                       "--scale", "2"])
+                                       "--scale", "2", "--algorithm", "conv"])
     assert result.exit_code != 0, result.output
     assert "20 upscaled, 175 already complete (skipped), 5 failed" in result.output
     manifest = json.loads((out / MANIFEST).read_text())

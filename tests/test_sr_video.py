@@ -208,3 +208,24 @@ def test_video_options_reach_the_encoder(tmp_path):
     with av.open(str(tmp_path / "crf10.mp4")) as c:
         assert c.streams.video[0].codec_context.name == "h264"
         assert Fraction(c.streams.video[0].average_rate) == 10
+
+
+def test_ten_bit_video_stays_ten_bit(tmp_path):
+    with av.open(str(tmp_path / "deep.mkv"), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
+        for i in range(4):
+            rgb = np.full((48, 64, 3), 40 * i + 60, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p10le")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    upscale_video(tmp_path / "deep.mkv", tmp_path / "deep-x2.mkv", load_pretrained("espcn-x2"))
+    with av.open(str(tmp_path / "deep.mkv")) as a, av.open(str(tmp_path / "deep-x2.mkv")) as b:
+        before, after = list(a.decode(video=0)), list(b.decode(video=0))
+    assert len(after) == 4 and after[0].format.name == "yuv420p10le"
+    for x, y in zip(before, after, strict=True):  # flat frames stay flat, at 10-bit codes
+        y_in = x.to_ndarray()[:48].astype(int)
+        y_out = y.to_ndarray()[:96].astype(int)
+        assert y_out.max() > 255 and abs(np.median(y_out) - np.median(y_in)) <= 3

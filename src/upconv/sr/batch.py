@@ -111,9 +111,16 @@ def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # the header only: no pixel data is read
             w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            if img.format == "TIFF":
+                orientation = img.tag_v2.get(0x0112, 1)
+            elif "exif" in img.info:  # EXIF before the pixels (JPEG, PNG eXIf before IDAT)
+                exif = Image.Exif()
+                exif.load(img.info["exif"])
+                orientation = exif.get(0x0112, 1)
+            else:
+                orientation = 1
     except UnidentifiedImageError:  # e.g. float RGB TIFF: tifffile reads its header
         import tifffile
 
