@@ -133,3 +133,12 @@ def test_plan_leaves_out_the_output_folder_and_flags_clashes(tmp_path):
     assert "taken by the input" in failures[1]["error"]
     jobs, _ = plan_jobs(tmp_path, tmp_path / "x2", 2)  # the output folder is left out
     assert [os.path.basename(j.src) for j in jobs] == ["a.jpg", "b-x2.png", "b.bmp"]
+
+
+def test_ray_address_or_input_folder():
+    from upconv.cli.sr import _is_ray_address
+
+    for address in ("auto", "local", "10.0.0.5:6379", "head-node:6379", "ray://head:10001"):
+        assert _is_ray_address(address), address
+    for folder in ("photos", "./photos", "/data/photos", "C:photos", "in-dir"):
+        assert not _is_ray_address(folder), folder

@@ -26,13 +26,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def make_clip(path: Path, seconds: float = 2.0, size: tuple[int, int] = (64, 48),
-              fps: int = 10, audio: bool = True, preset: str = "medium") -> Path:
+              fps: int = 10, audio: bool = True, preset: str = "medium",
+              rotation: int = 0) -> Path:
     """A synthetic H.264 clip (moving gradients) with a 440 Hz AAC tone, made by PyAV."""
     w, h = size
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         video.codec_context.options = {"preset": preset}
+        if rotation:
+            video.set_display_rotation(rotation)
         tone = out.add_stream("aac", rate=8000, layout="mono") if audio else None
         yy, xx = np.mgrid[0:h, 0:w]
         for i in range(round(seconds * fps)):
@@ -109,14 +112,16 @@ def test_luma_plane_through_the_network_chroma_bicubic():
     assert np.abs(u - np.clip(np.asarray(bicubic), 0, 255)).max() <= 0.5 + 1e-3
 
 
-def test_rgb_network_on_video(tmp_path):
+def test_rgb_network_on_video_and_rotation_kept(tmp_path):
     from test_sr_imageio import TinyRGB
 
-    clip = make_clip(tmp_path / "c.mkv", seconds=0.5, audio=False)
-    summary = upscale_video(clip, tmp_path / "c-x2.mkv", TinyRGB().eval(),
+    clip = make_clip(tmp_path / "c.mp4", seconds=0.5, audio=False, rotation=90)
+    summary = upscale_video(clip, tmp_path / "c-x2.mp4", TinyRGB().eval(),
                             options=VideoOptions(codec="libx264", crf=30, batch=3))
     assert (summary.frames, summary.width, summary.scale) == (5, 64, 2)
-    assert len(_streams(tmp_path / "c-x2.mkv")["frames"]) == 5
+    assert len(_streams(tmp_path / "c-x2.mp4")["frames"]) == 5
+    with av.open(str(tmp_path / "c-x2.mp4")) as c:
+        assert next(c.decode(video=0)).rotation == 90  # the display matrix is copied
 
 
 def test_bad_videos_are_reported_and_leave_nothing(tmp_path):
