@@ -78,7 +78,9 @@ def test_16bit_colour_round_trip(tmp_path, espcn, kind):
             src.open("wb"), pixels.reshape(18, -1))
     else:
         tifffile.imwrite(src, pixels, photometric="rgb" if c >= 3 else "minisblack",
-                         extrasamples=("unassalpha",) if c in (2, 4) else None)
+                         extrasamples=("unassalpha",) if c in (2, 4) else None,
+                         iccprofile=SRGB if c == 3 else None, resolution=(300, 300),
+                         resolutionunit="INCH")
     pic = read_picture(src)
     assert pic.pixels.dtype == np.uint16 and np.array_equal(pic.pixels, pixels)
     result = _invoke("upscale", str(src), "--scale", "2", "-o", str(tmp_path / "out"))
@@ -90,6 +92,10 @@ def test_16bit_colour_round_trip(tmp_path, espcn, kind):
         written = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, c)
     else:
         written = tifffile.imread(dst).reshape(36, 44, c)
+        if c == 3:  # written by tifffile: Pillow still finds the profile and the dpi
+            a, b = Image.open(src), Image.open(dst)
+            assert b.info["icc_profile"] == a.info["icc_profile"] == SRGB
+            assert b.info["dpi"] == a.info["dpi"] == (300, 300)
     assert written.dtype == np.uint16 and written.shape == (36, 44, c)
     # at most one 16-bit step from the float32 path (8 bits would be ~257 steps)
     ref = upscale_float(to_float(pixels)[None], espcn.to_deconv("revd2"), tile=None)[0]
