@@ -21,6 +21,8 @@ from upconv.sr.imageio import read_picture
 from upconv.sr.pretrained import load_for_scale
 from upconv.sr.upscale import upscale_picture
 
+# a local Ray listens on the loopback address only (Ray reads this switch on import)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")  # the [ray] extra is part of [test]: this never skips there
 
 RNG = np.random.default_rng(200)

@@ -182,16 +182,26 @@ class UpscaleWorker:
 
 
 def _connect(address: str | None) -> bool:
-    """Connect to Ray (``None`` / ``"local"``: a new local instance); True if we started it."""
-    import logging
+    """Connect to Ray (``None`` / ``"local"``: a new local instance); True if we started it.
 
+    A local instance listens on the loopback address only (Ray's own switch for single-node
+    use, read when Ray is first imported), not on the machine's network addresses.
+    """
+    import logging
+    import sys
+
+    if address in (None, "local") and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return False
-    ray.init(address="local" if address in (None, "local") else address,
-             include_dashboard=False, logging_level=logging.WARNING,
-             configure_logging=True, log_to_driver=False)
+    try:
+        ray.init(address="local" if address in (None, "local") else address,
+                 include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=True, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise OSError(f"cannot start or reach Ray at {address or 'local'}: {err}") from None
     return True
 
 
@@ -220,8 +230,10 @@ def upscale_collection(
     one per ``threads`` CPUs of the cluster. Returns a :class:`BatchReport`; the manifest is
     written to ``out_dir`` whatever happened to the images.
     """
-    import ray
+    import importlib.util
 
+    if importlib.util.find_spec("ray") is None:
+        raise OSError("collections on Ray need Ray Data: pip install 'upconv[ray]'")
     from .progress import progress_bar
 
     in_path, out_path = Path(in_dir), Path(out_dir)
@@ -237,6 +249,9 @@ def upscale_collection(
     for failure in failures:
         echo(f"failed: {failure['error']} ({failure['input']})")
     started = _connect(address)
+    import ray
+    import ray.data
+
     try:
         if jobs:
             _run(jobs, factory, report, tile=tile, exact=exact, workers=workers,
