@@ -23,6 +23,9 @@ from upconv.sr.upscale import upscale_float, upscale_picture
 
 RNG = np.random.default_rng(14)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+       b'22-rdf-syntax-ns#"><rdf:Description dc:title="koala" xmlns:dc="http://purl.org/dc/'
+       b'elements/1.1/"/></rdf:RDF></x:xmpmeta>')
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,9 @@ def test_icc_dpi_and_exif_survive(tmp_path, name):
         with src.open("wb") as f:
             png.write_chunks(f, [pixels[0], *meta, *pixels[1:]])
     else:
-        Image.fromarray(rgb8).save(src, icc_profile=SRGB, dpi=(300, 300), exif=_exif())
+        extra = {"xmp": XMP} if name == "photo.jpg" else {}
+        Image.fromarray(rgb8).save(src, icc_profile=SRGB, dpi=(300, 300), exif=_exif(),
+                                   **extra)
     result = _invoke("upscale", str(src), "--scale", "2", "-o", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     suffix = {".jpg": ".png"}.get(src.suffix, src.suffix)
@@ -183,6 +188,10 @@ def test_icc_dpi_and_exif_survive(tmp_path, name):
     _check_meta(src, dst, (60, 40))
     if name == "deep.png":
         assert read_picture(dst).pixels.dtype == np.uint16
+    if name == "photo.jpg":  # the JPEG's XMP packet becomes the PNG's XMP text chunk
+        out = Image.open(dst)
+        out.load()
+        assert out.info["xmp"] == XMP
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -361,6 +361,8 @@ def _write_jpeg(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]
         kwargs["dpi"] = tuple(round(d) for d in pic.meta.dpi)
     if "Comment" in pic.meta.text:
         kwargs["comment"] = pic.meta.text["Comment"]
+    if "XML:com.adobe.xmp" in pic.meta.text:
+        kwargs["xmp"] = pic.meta.text["XML:com.adobe.xmp"].encode()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _pillow_image(pixels).save(f, format="JPEG", **kwargs)

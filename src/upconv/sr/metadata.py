@@ -8,7 +8,7 @@ whether or not the viewer honours the tag. What still applies after upscaling is
 * the resolution in dots per inch (kept as it is: the output prints ``r`` times larger),
 * EXIF: the descriptive IFD0 tags (make, model, date, artist, copyright, software,
   description), the Exif sub-IFD (camera settings; pixel dimensions updated) and GPS,
-* text: PNG text chunks, the JPEG comment.
+* text: PNG text chunks, the JPEG comment, the XMP packet (PNG ``XML:com.adobe.xmp``).
 
 Dropped: EXIF thumbnails and layout tags (they describe the old file), and XMP packets of
 images whose orientation was applied (XMP may repeat the old orientation).
@@ -61,6 +61,9 @@ def read_meta(img: Image.Image) -> ImageMeta:
     if isinstance(img.info.get("comment"), bytes | str) and img.info["comment"]:
         comment = img.info["comment"]
         text["Comment"] = comment.decode("latin-1") if isinstance(comment, bytes) else comment
+    xmp = img.info.get("xmp")
+    if isinstance(xmp, bytes) and xmp and XMP_KEYS[0] not in text:  # JPEG, WebP, TIFF
+        text[XMP_KEYS[0]] = xmp.decode("utf-8", errors="replace")
     if orientation != 1:
         text = {k: v for k, v in text.items() if k not in XMP_KEYS}
     dpi = img.info.get("dpi")
