@@ -11,13 +11,15 @@ import pytest
 import tifffile
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps
 
 from upconv.cli import main
 from upconv.sr import load_pretrained
 from upconv.sr.channels import colour_plan, input_channels
-from upconv.sr.imageio import read_picture
-from upconv.sr.metadata import orient
+from upconv.sr.imageio import Picture, read_picture
+from upconv.sr.metadata import ImageMeta, orient
 from upconv.sr.pixels import quantize, rgb_to_ycbcr, to_float, ycbcr_to_rgb
 from upconv.sr.upscale import upscale_float, upscale_picture
 
@@ -293,3 +295,31 @@ def test_rgb_network_runs_on_rgb_with_alpha_bicubic(tmp_path):
         out = net(x)[0].numpy()
     np.testing.assert_allclose(grey, np.clip(np.tensordot([0.299, 0.587, 0.114], out, 1), 0, 1),
                                atol=1e-5)
+
+
+_NETS: dict[str, torch.nn.Module] = {}
+
+
+def _net(kind: str) -> torch.nn.Module:
+    if kind not in _NETS:
+        _NETS[kind] = TinyRGB().eval() if kind == "rgb" else load_pretrained("espcn-x2")
+    return _NETS[kind]
+
+
+@given(h=st.integers(1, 40), w=st.integers(1, 40), channels=st.sampled_from([1, 2, 3, 4]),
+       dtype=st.sampled_from(["uint8", "uint16", "float32"]),
+       net=st.sampled_from(["luma", "rgb"]), seed=st.integers(0, 2**16))
+@settings(max_examples=25, deadline=None)
+def test_every_depth_and_layout_keeps_its_type_and_tiles_exactly(h, w, channels, dtype, net,
+                                                                 seed):
+    rng = np.random.default_rng(seed)
+    if dtype == "float32":
+        pixels = rng.random((h, w, channels), dtype=np.float32)
+    else:
+        pixels = rng.integers(0, np.iinfo(dtype).max, (h, w, channels), endpoint=True,
+                              dtype=dtype)
+    pic = Picture(pixels, ImageMeta())
+    tiled = upscale_picture(pic, _net(net), tile=16)
+    whole = upscale_picture(pic, _net(net), tile=None)
+    assert tiled.pixels.dtype == pixels.dtype and tiled.pixels.shape == (2 * h, 2 * w, channels)
+    assert np.array_equal(tiled.pixels, whole.pixels)
