@@ -20,7 +20,13 @@ from upconv.sr import load_pretrained
 from upconv.sr.channels import colour_plan, input_channels
 from upconv.sr.imageio import Picture, read_picture
 from upconv.sr.metadata import ImageMeta, orient
-from upconv.sr.pixels import quantize, rgb_to_ycbcr, to_float, ycbcr_to_rgb
+from upconv.sr.pixels import (
+    quantize,
+    rgb_to_ycbcr,
+    to_float,
+    ycbcr_to_rgb,
+    ycbcr_to_rgb_inplace,
+)
 from upconv.sr.upscale import upscale_float, upscale_picture
 
 RNG = np.random.default_rng(14)
@@ -135,6 +141,10 @@ def test_ycbcr_matches_pillow_and_inverts():
     pillow = np.asarray(Image.fromarray(rgb8).convert("YCbCr"), dtype=np.float32) / 255
     assert np.abs(ycc - pillow).max() <= 1 / 255  # Pillow rounds to 8 bits
     np.testing.assert_allclose(ycbcr_to_rgb(ycc), rgb8 / 255.0, atol=1e-5)
+    four = np.concatenate([ycc, np.ones((9, 11, 1), np.float32)], -1)[None]
+    ycbcr_to_rgb_inplace(four[..., :3])  # over a strided view, block by block
+    np.testing.assert_allclose(four[0, ..., :3], rgb8 / 255.0, atol=1e-5)
+    assert np.all(four[..., 3] == 1)
     assert np.array_equal(quantize(to_float(rgb8), np.uint8), rgb8)
 
 

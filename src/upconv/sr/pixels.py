@@ -36,12 +36,28 @@ def to_float(pixels: np.ndarray) -> np.ndarray:
     return out if top is None else out / np.float32(top)
 
 
+def row_blocks(rows: int, row_size: int, budget: int = 1 << 22) -> list[slice]:
+    """Slices of ``range(rows)`` holding about ``budget`` samples each (``row_size`` per row),
+    so full-image operations need only block-sized temporaries."""
+    step = max(1, budget // max(1, row_size))
+    return [slice(i, min(rows, i + step)) for i in range(0, rows, step)]
+
+
 def quantize(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float ``x`` as ``dtype``: integers rounded and clipped to their range; float32 as is."""
+    """Float ``x`` as ``dtype``: integers rounded and clipped to their range; float32 as is.
+
+    Works a block of rows at a time (float32 holds ``k / 65535`` to ~1e-4 of a step, so
+    rounding in float32 is exact)."""
     top = sample_max(dtype)
     if top is None:
         return np.asarray(x, dtype=np.float32)
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * top), 0, top).astype(dtype)
+    out = np.empty(x.shape, dtype=dtype)
+    flat_in, flat_out = x.reshape(x.shape[0], -1), out.reshape(x.shape[0], -1)
+    for rows in row_blocks(flat_in.shape[0], flat_in.shape[1]):
+        block = np.multiply(flat_in[rows], np.float32(top), dtype=np.float32)
+        np.rint(block, out=block)
+        flat_out[rows] = np.clip(block, 0, top, out=block)
+    return out
 
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
@@ -54,6 +70,18 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` (float32, not clipped)."""
     centred = ycc.astype(np.float32) - _CHROMA_OFFSET.astype(np.float32)
     return centred @ _YCBCR_TO_RGB.T.astype(np.float32)
+
+
+def ycbcr_to_rgb_inplace(ycc: np.ndarray) -> np.ndarray:
+    """:func:`ycbcr_to_rgb` written over float32 ``ycc (N, H, W, 3)`` (a view with any
+    strides), a block of rows at a time; returns ``ycc``."""
+    offset = _CHROMA_OFFSET.astype(np.float32)
+    matrix = _YCBCR_TO_RGB.T.astype(np.float32)
+    n, h, w, _ = ycc.shape
+    for i in range(n):
+        for rows in row_blocks(h, w * 3):
+            ycc[i, rows] = (ycc[i, rows] - offset) @ matrix
+    return ycc
 
 
 def grey_of_rgb(rgb: np.ndarray) -> np.ndarray:

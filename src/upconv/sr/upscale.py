@@ -21,7 +21,15 @@ from torch import nn
 from .channels import colour_plan
 from .imageio import FORMATS, Picture, default_format, read_picture, write_picture
 from .images import IMAGE_SUFFIXES, ImageError
-from .pixels import grey_of_rgb, quantize, resize_plane, rgb_to_ycbcr, to_float, ycbcr_to_rgb
+from .pixels import (
+    grey_of_rgb,
+    quantize,
+    resize_plane,
+    rgb_to_ycbcr,
+    row_blocks,
+    to_float,
+    ycbcr_to_rgb_inplace,
+)
 from .tiling import upscale_tiled
 
 if TYPE_CHECKING:
@@ -40,15 +48,13 @@ def run_network(model: nn.Module, x: np.ndarray, tile: int | None = None,
     return out.float().numpy()
 
 
-def _resize_frames(planes: np.ndarray, scale: int) -> np.ndarray:
-    """Bicubic ``(N, H, W, C)`` → ``(N, r·H, r·W, C)``, one plane at a time."""
+def _resize_frames(planes: np.ndarray, scale: int, out: np.ndarray) -> None:
+    """Bicubic ``(N, H, W, C)`` → ``out (N, r·H, r·W, C)``, one plane at a time."""
     n, h, w, c = planes.shape
     size = (w * scale, h * scale)
-    out = np.empty((n, h * scale, w * scale, c), dtype=np.float32)
     for i in range(n):
         for k in range(c):
             out[i, ..., k] = resize_plane(planes[i, ..., k], size)
-    return out
 
 
 def upscale_float(x: np.ndarray, model: nn.Module, tile: int | None = None,
@@ -59,28 +65,36 @@ def upscale_float(x: np.ndarray, model: nn.Module, tile: int | None = None,
     A luma network (1 input channel, see :func:`~upconv.sr.channels.colour_plan`) sees Y of
     full-range YCbCr, with Cb and Cr bicubic; an RGB network sees RGB (grey repeated to RGB,
     its output's luma kept). Alpha is always bicubic. ``clip`` clamps the result (and the
-    network's Y) to ``[0, 1]``, as integer outputs need.
+    network's Y) to ``[0, 1]``, as integer outputs need. The result is assembled in one
+    output array (colour converted a block of rows at a time): peak memory is about the
+    output plus the network's output plane.
     """
     if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"x must be (N, H, W, C) with C in 1..4, got {x.shape}")
     plan, scale = colour_plan(model), int(model.scale)
-    colour = 3 if x.shape[-1] >= 3 else 1
-    clamp = (lambda a: np.clip(a, 0.0, 1.0)) if clip else (lambda a: a)
+    n, h, w, channels = x.shape
+    colour = 3 if channels >= 3 else 1
+    out = np.empty((n, h * scale, w * scale, channels), dtype=np.float32)
     if plan == "luma":
         ycc = rgb_to_ycbcr(x[..., :3]) if colour == 3 else x[..., :1]
-        y = clamp(run_network(model, ycc[:, None, ..., 0], tile, exact)[:, 0])
+        y = run_network(model, ycc[:, None, ..., 0], tile, exact)[:, 0]
+        out[..., 0] = np.clip(y, 0.0, 1.0, out=y) if clip else y
+        del y
         if colour == 3:
-            chroma = _resize_frames(ycc[..., 1:], scale)
-            out = ycbcr_to_rgb(np.concatenate([y[..., None], chroma], -1))
-        else:
-            out = y[..., None]
+            _resize_frames(ycc[..., 1:], scale, out[..., 1:3])
+            ycbcr_to_rgb_inplace(out[..., :3])
     else:
         rgb = x[..., :3] if colour == 3 else np.repeat(x[..., :1], 3, -1)
         up = run_network(model, rgb.transpose(0, 3, 1, 2), tile, exact).transpose(0, 2, 3, 1)
-        out = up if colour == 3 else grey_of_rgb(up)[..., None]
-    if x.shape[-1] in (2, 4):
-        out = np.concatenate([out, _resize_frames(x[..., -1:], scale)], -1)
-    return clamp(out).astype(np.float32, copy=False)
+        out[..., :colour] = up if colour == 3 else grey_of_rgb(up)[..., None]
+        del up
+    if channels in (2, 4):
+        _resize_frames(x[..., -1:], scale, out[..., -1:])
+    if clip:
+        flat = out.reshape(-1, out.shape[-2] * channels)
+        for rows in row_blocks(flat.shape[0], flat.shape[1]):
+            np.clip(flat[rows], 0.0, 1.0, out=flat[rows])
+    return out
 
 
 def upscale_picture(pic: Picture, model: nn.Module, tile: int | None = None,
