@@ -313,25 +313,27 @@ def _transcode(inp, out, probe: _Probe, codec, options: VideoOptions, model: nn.
             bar.advance(task, len(batch))
         batch.clear()
 
-    for packet in inp.demux(vin, *inp.streams.audio):
-        if packet.stream.index in audio:
-            if packet.dts is not None:
-                packet.stream = audio[packet.stream.index]
-                out.mux(packet)
-            continue
-        try:
-            decoded = packet.decode()
-        except av.FFmpegError as err:
-            raise VideoError(f"{src}: corrupt video data after frame {frames_done + len(batch)}"
-                             f" ({err})") from None
-        for frame in decoded:
-            batch.append(frame)
-            if len(batch) >= options.batch:
-                flush()
-    flush()
-    out.mux(vout.encode(None))
-    if bar is not None and task is not None:
-        bar.remove_task(task)
+    try:
+        for packet in inp.demux(vin, *inp.streams.audio):
+            if packet.stream.index in audio:
+                if packet.dts is not None:
+                    packet.stream = audio[packet.stream.index]
+                    out.mux(packet)
+                continue
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as err:
+                raise VideoError(f"{src}: corrupt video data after frame "
+                                 f"{frames_done + len(batch)} ({err})") from None
+            for frame in decoded:
+                batch.append(frame)
+                if len(batch) >= options.batch:
+                    flush()
+        flush()
+        out.mux(vout.encode(None))
+    finally:
+        if bar is not None and task is not None:
+            bar.remove_task(task)
     if frames_done == 0:
         raise VideoError(f"{src}: the video stream has no frames")
     return VideoSummary(vin.codec_context.width, vin.codec_context.height, r, frames_done,
