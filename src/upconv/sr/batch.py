@@ -198,7 +198,7 @@ def _connect(address: str | None) -> bool:
         return False
     try:
         ray.init(address="local" if address in (None, "local") else address,
-                 include_dashboard=False, logging_level=logging.WARNING,
+                 include_dashboard=False, logging_level=logging.ERROR,
                  configure_logging=True, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise OSError(f"cannot start or reach Ray at {address or 'local'}: {err}") from None
@@ -268,8 +268,22 @@ def upscale_collection(
 
 def _run(jobs: list[Job], factory, report: BatchReport, *, tile, exact, workers, threads,
          batch_size, echo, bar, ray) -> None:
+    import logging
+
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is below
+    data_log = logging.getLogger("ray.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)  # Ray Data's plan and progress lines: our bar says it
+    try:
+        _stream(jobs, factory, report, tile=tile, exact=exact, workers=workers,
+                threads=threads, batch_size=batch_size, echo=echo, bar=bar, ray=ray)
+    finally:
+        data_log.setLevel(level)
+
+
+def _stream(jobs: list[Job], factory, report: BatchReport, *, tile, exact, workers, threads,
+            batch_size, echo, bar, ray) -> None:
     if workers is None:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, min(len(jobs), cpus // threads))
