@@ -144,3 +144,13 @@ def test_ray_address_or_input_folder():
         assert _is_ray_address(address), address
     for folder in ("photos", "./photos", "/data/photos", "C:photos", "in-dir"):
         assert not _is_ray_address(folder), folder
+
+
+def test_ray_usage_errors(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["upscale", "--ray", str(tmp_path)])  # the folder, no -o
+    assert result.exit_code == 2 and "--ray needs an output folder: -o OUT_DIR" in result.output
+    result = runner.invoke(main, ["upscale", "--ray", str(tmp_path), str(tmp_path), "-o", "x"])
+    assert result.exit_code == 2 and "--ray takes one input folder" in result.output
+    result = runner.invoke(main, ["upscale", str(tmp_path), "--workers", "2"])
+    assert result.exit_code == 2 and "--workers is for --ray runs" in result.output

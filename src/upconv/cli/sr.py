@@ -106,6 +106,8 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, form
         inputs, ray_address = (ray_address, *inputs), "local"
     if not inputs:
         raise click.UsageError("give at least one input file or folder")
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers is for --ray runs")
     _threads(threads)
     net = _edge_model(_load(model, scale), algorithm)
     if ray_address is not None:
