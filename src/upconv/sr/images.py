@@ -1,4 +1,7 @@
-"""Image I/O and colour for super-resolution (Pillow): read, Y channel, degrade, write.
+"""Image I/O and colour for training and evaluation (Pillow, 8 bits): read, Y, degrade, write.
+
+``upconv upscale`` reads and writes at the file's own depth with its metadata instead
+(:mod:`upconv.sr.imageio`, :mod:`upconv.sr.pixels`).
 
 The network sees the luma ``Y`` of full-range YCbCr (JPEG / Pillow convention, as in the
 PyTorch examples' super-resolution network) as float32 in ``[0, 1]``; chroma and alpha are
