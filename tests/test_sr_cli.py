@@ -220,3 +220,24 @@ def test_demo_prints_the_comparison_and_writes_the_figure(tmp_path):
     assert Image.open(tmp_path / "demo" / "koala-x3.png").size == (963, 1443)
     diff = float(result.output.split("max |sub-pixel − revd2| over the output:")[1].split()[0])
     assert diff < 1e-5
+
+
+def test_upscale_device_errors(tmp_path):
+    """--device names a device that exists here, else a clear error and nothing written."""
+    import torch
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from upconv.cli import main
+
+    src = tmp_path / "in.png"
+    Image.new("L", (20, 20), 128).save(src)
+    out = tmp_path / "out"
+    no_cuda = "CUDA is not available" if not torch.cuda.is_available() else "does not exist"
+    runner = CliRunner()
+    for device, message in (("tpu", "use cpu or cuda"), ("cuda:7", no_cuda)):
+        res = runner.invoke(main, ["upscale", str(src), "-o", str(out), "--device", device])
+        assert res.exit_code != 0 and message in res.output, res.output
+        assert not out.exists() or not any(out.iterdir())
+    res = runner.invoke(main, ["upscale", str(src), "-o", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output

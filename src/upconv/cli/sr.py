@@ -92,9 +92,12 @@ def _is_ray_address(value: str) -> bool:
                    "upconv-manifest.json there.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="With --ray: model replicas (actors). Default: one per CPU.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
+              help="Where the network runs. On CUDA the converted upsampler runs the REVD2 "
+                   "Triton kernel (docs/gpu.md).")
 @threads_option
 def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, format_, codec,
-            crf, preset, batch, ray_address, workers, threads) -> None:
+            crf, preset, batch, ray_address, workers, device, threads) -> None:
     """Upscale images (grey, RGB, alpha; 8/16-bit, float TIFF) and videos (.mp4 .mkv .mov
     .webm .avi): luma through the network (RGB for RGB networks), chroma and alpha by
     bicubic. Keeps bit depth, ICC profile, dpi and EXIF (orientation applied); videos keep
@@ -108,8 +111,11 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, form
         raise click.UsageError("give at least one input file or folder")
     if workers is not None and ray_address is None:
         raise click.UsageError("--workers is for --ray runs")
+    if ray_address is not None and device != "cpu":
+        raise click.UsageError("--ray runs on the workers' CPUs; --device is for local runs")
     _threads(threads)
-    net = _edge_model(_load(model, scale), algorithm)
+    target = _device(device)
+    net = _edge_model(_load(model, scale), algorithm).to(target)
     if ray_address is not None:
         _upscale_on_ray(inputs, outdir, ray_address, workers, model=model, scale=scale,
                         algorithm=algorithm, tile=tile, exact=not fast, format_=format_,
@@ -124,6 +130,28 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, form
         raise click.ClickException(str(err)) from None
     if failures:
         raise click.ClickException(f"{failures} of {total} input(s) failed (see above)")
+
+
+def _device(name: str):
+    """``--device``: a torch.device that exists here, else a clear error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise click.BadParameter(f"{name!r} is not a device ({err}); use cpu or cuda[:N]",
+                                 param_hint="--device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available on this machine (PyTorch "
+                                     f"{torch.__version__}); use --device cpu",
+                                     param_hint="--device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"there are {torch.cuda.device_count()} CUDA device(s); "
+                                     f"{name} does not exist", param_hint="--device")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"{name!r}: use cpu or cuda[:N]", param_hint="--device")
+    return device
 
 
 def _upscale_on_ray(inputs, outdir, address, workers, *, model, scale, algorithm, tile, exact,

@@ -41,11 +41,12 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
 def run_network(model: nn.Module, x: np.ndarray, tile: int | None = None,
                 exact: bool = True) -> np.ndarray:
-    """``model`` on float32 ``x (N, C, H, W)`` → ``(N, C', r·H, r·W)`` float32, tiled."""
-    dtype = next(model.parameters()).dtype
-    out = upscale_tiled(model, torch.from_numpy(np.ascontiguousarray(x)).to(dtype), tile,
-                        exact=exact)
-    return out.float().numpy()
+    """``model`` on float32 ``x (N, C, H, W)`` → ``(N, C', r·H, r·W)`` float32, tiled, on the
+    model's device and in its dtype."""
+    param = next(model.parameters())
+    inp = torch.from_numpy(np.ascontiguousarray(x)).to(param.device, param.dtype)
+    out = upscale_tiled(model, inp, tile, exact=exact)
+    return out.float().cpu().numpy()
 
 
 def _resize_frames(planes: np.ndarray, scale: int, out: np.ndarray) -> None:
