@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +21,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .atomic import atomic_write
-from .images import ImageError
+from .images import ImageError, read_errors
 from .metadata import (
     ImageMeta,
     clean_exif,
@@ -91,7 +90,7 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     """Read ``path`` fully at its stored depth, orientation applied. Raises
     :class:`~upconv.sr.images.ImageError` naming the file and what is wrong with it."""
     path = Path(path)
-    try:
+    with read_errors(path):
         try:
             with Image.open(path) as img:
                 img.load()
@@ -103,16 +102,6 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
                 raise
             # TIFFs Pillow cannot open at all (float RGB, ...): tifffile reads them
             pixels, meta, fmt = _read_tifffile(path), _tiff_meta(path), "TIFF"
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a folder, not an image file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"{path}: too many pixels for Pillow's safety limit ({err})") from None
-    except (OSError, SyntaxError, ValueError, zlib.error) as err:  # truncated or corrupt data
-        raise ImageError(f"{path}: corrupt or truncated image ({err})") from None
     if pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageError(f"{path}: the image is empty ({pixels.shape[1]}×{pixels.shape[0]} "
                          "pixels)")
