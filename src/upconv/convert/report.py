@@ -29,11 +29,17 @@ class ConvertedSite:
 
 @dataclass(frozen=True)
 class SkippedSite:
-    """A candidate left as it was, and why."""
+    """A candidate left as it was, and why.
+
+    ``limitation`` is True when the candidate is a sub-pixel / nearest-resize convolution in
+    principle that upconv could not rewrite (a miss), False when it is no such pattern
+    (bilinear resize, no convolution, already a deconvolution, ...).
+    """
 
     path: str
     kind: str
     reason: str
+    limitation: bool = False
 
 
 @dataclass
@@ -59,8 +65,8 @@ class ConversionReport:
     def add_converted(self, site: ConvertedSite) -> None:
         self.converted.append(site)
 
-    def skip(self, path: str, kind: str, reason: str) -> None:
-        self.skipped.append(SkippedSite(path, kind, reason))
+    def skip(self, path: str, kind: str, reason: str, limitation: bool = False) -> None:
+        self.skipped.append(SkippedSite(path, kind, reason, limitation))
 
     def __str__(self) -> str:
         lines = [f"upconv conversion via {self.method}: {len(self.converted)} converted, "
