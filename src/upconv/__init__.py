@@ -8,6 +8,7 @@ from .algorithms import ALGORITHMS
 from .convert import convert, convert_onnx
 from .functional import deconv2d, pixel_shuffle, resize_conv2d, sub_pixel_conv2d
 from .layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+from .load import LoadedModel, load_model
 from .shapes import DeconvGeometry, resize_deconv_geometry, subpixel_deconv_geometry
 from .transforms import bias_shuffle, weight_convolution, weight_shuffle
 
@@ -17,6 +18,7 @@ __all__ = [
     "ALGORITHMS",
     "Deconv2d",
     "DeconvGeometry",
+    "LoadedModel",
     "ResizeConv2d",
     "SubPixelConv2d",
     "__version__",
@@ -24,6 +26,7 @@ __all__ = [
     "convert",
     "convert_onnx",
     "deconv2d",
+    "load_model",
     "pixel_shuffle",
     "resize_conv2d",
     "resize_deconv_geometry",

@@ -53,6 +53,11 @@ def _as_tuple(example_inputs: Tensor | Sequence[Tensor] | None, model: nn.Module
                     f"got {type(example_inputs).__name__}")
 
 
+def first_output(out: object) -> Tensor:
+    """The first tensor of a model's output (models such as MMRealSR return a tuple)."""
+    return _outputs(out)[0]
+
+
 def _outputs(out: object) -> list[Tensor]:
     """Every tensor in a model's output (a tensor, or nested tuples / lists / dicts of them)."""
     if isinstance(out, Tensor):
