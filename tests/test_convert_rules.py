@@ -350,3 +350,52 @@ def test_state_dict_and_torch_export_round_trips():
     loaded = torch.export.load(io.BytesIO(buf.getvalue()))
     with torch.no_grad():
         torch.testing.assert_close(loaded.module()(x), converted(x), rtol=1e-5, atol=1e-6)
+
+
+class EinopsUp(nn.Module):
+    """A sub-pixel upsampler whose shuffle is an einops pattern (module or function call)."""
+
+    def __init__(self, pattern: str, functional: bool = False):
+        super().__init__()
+        from einops.layers.torch import Rearrange
+
+        self.head = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 2 * 4, 3, padding=1)
+        self.pattern, self.functional = pattern, functional
+        self.shuffle = Rearrange(pattern, h2=2, w2=2)
+
+    def forward(self, x):
+        import einops
+
+        y = torch.relu(self.conv(self.head(x)))
+        if self.functional:
+            return einops.rearrange(y, self.pattern, h2=2, w2=2) - 1
+        return self.shuffle(y) - 1
+
+
+@pytest.mark.parametrize("pattern", [
+    "b (c h2 w2) h w -> b c (h h2) (w w2)",  # PyTorch's pixel shuffle order (CRD)
+    "b (h2 w2 c) h w -> b c (h h2) (w w2)",  # depth first (DCR, TensorFlow's depth_to_space)
+    "b (c w2 h2) h w -> b c (h h2) (w w2)",  # any other channel order
+])
+def test_einops_rearrange_pixel_shuffles_convert(pattern):
+    torch.manual_seed(0)
+    model = EinopsUp(pattern).double().eval()
+    converted, report = _check(model, (1, 3, 4, 5), (2, 3, 3, 6))
+    assert isinstance(converted.shuffle, nn.Identity)
+    assert report.converted[0].pattern == "conv → shuffle (through relu)"
+
+
+def test_a_rearrange_that_is_no_pixel_shuffle_is_no_site():
+    model = EinopsUp("b (c h2 w2) h w -> b c (h2 h) (w2 w)").eval()  # blocks, not interleaved
+    _, report = upconv.convert(model, torch.randn(1, 3, 4, 5), algorithm=REF)
+    assert not report.converted and not report.skipped
+
+
+def test_functional_einops_shuffle_is_reported():
+    model = EinopsUp("b (c h2 w2) h w -> b c (h h2) (w w2)", functional=True).eval()
+    _, report = upconv.convert(model, torch.randn(1, 3, 4, 5), algorithm=REF)
+    (skip,) = report.skipped
+    assert not report.converted and skip.limitation, str(report)
+    assert skip.path == "conv → reshape-permute shuffle in EinopsUp (through relu)"
+    assert "torch.fx cannot trace that forward" in skip.reason

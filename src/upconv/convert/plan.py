@@ -82,6 +82,10 @@ def _conv_params(site: Site) -> ConvParams:
         g = site.mean_of
         weight = weight.reshape(g, -1, *weight.shape[1:]).mean(0)
         bias = bias.reshape(g, -1).mean(0) if bias is not None else None
+    if site.channels is not None:  # a reshape-permute shuffle reading channels in its order
+        order = list(site.channels)
+        weight = weight[order]
+        bias = bias[order] if bias is not None else None
     return ConvParams(weight, bias, 1, site.padding, 1, int(a["groups"]))
 
 
@@ -110,21 +114,20 @@ def _conv_module(trace: Trace, site: Site) -> ModuleCall:
 
 
 def _up_module(trace: Trace, site: Site, swappable_ups: set[fx.Node]) -> ModuleCall:
-    """The ``nn.PixelShuffle`` / ``nn.Upsample`` call that is exactly the site's shuffle /
-    resize, every call of which belongs to a swappable site; else :class:`_Rejected`."""
+    """The module call that is exactly the site's shuffle / resize (``nn.PixelShuffle``,
+    ``nn.Upsample``, einops' ``Rearrange``, ...), every call of which belongs to a swappable
+    site; else :class:`_Rejected`."""
     call = innermost_call(site.up)
-    want = nn.PixelShuffle if site.kind == SUBPIXEL else nn.Upsample
     what = "pixel shuffle" if site.kind == SUBPIXEL else "resize"
-    if call is None or not isinstance(call.module, want) or \
-            set(trace.ops_in(call)) != {site.up}:
-        raise _Rejected(f"{ops.where(site.up)} is a functional {what} in a forward that "
-                        f"does other work too, not an nn.{want.__name__} module upconv "
-                        "could replace by Identity")
+    if call is None or call.module is trace.calls[0].module or \
+            set(trace.ops_in(call)) != set(site.ups):
+        raise _Rejected(f"{label(site.up)} is a functional {what} in a forward that does "
+                        "other work too, not a module upconv could replace by Identity")
     others = [c for c in trace.calls_of(call.module)
               if not set(trace.ops_in(c)) <= swappable_ups]
     if others:
-        raise _Rejected(f"the {want.__name__} module {call.path} is also called where it "
-                        "does not follow a convertible conv")
+        raise _Rejected(f"the {type(call.module).__name__} module {call.path} is also called "
+                        "where it does not follow a convertible conv")
     return call
 
 
@@ -355,7 +358,7 @@ def plan_rewrites(trace: Trace, found: list[Site | Skip], algorithm: str) -> Pla
         if isinstance(f, Site):
             try:
                 _conv_module(trace, f)
-                swappable_ups.add(f.up)
+                swappable_ups.update(f.ups)
             except _Rejected:
                 pass
     order = {n: i for i, n in enumerate(trace.nodes)}

@@ -23,6 +23,7 @@ from torch import fx
 
 from ..shapes import IntPair, Pad4
 from . import aten_ops as ops
+from .rearrange import REARRANGE_OPS, Rearrangement, as_pixel_shuffle
 from .trace import Trace, innermost_call, shape_of
 
 SUBPIXEL, RESIZE, DECONV = "sub-pixel", "resize", "deconvolution"
@@ -38,7 +39,9 @@ class Site:
     the shuffle; ``prelus`` the per-channel PReLU nodes among ``between`` that need their
     slopes mapped through the shuffle. ``mean_of`` > 1 when the conv's output channels are
     averaged in that many groups before the shuffle (MoSR's geo-ensemble: ``view(N, G, C, H, W)
-    .mean(1)``, ``mean_nodes``): a linear map folded into the conv's weights."""
+    .mean(1)``, ``mean_nodes``): a linear map folded into the conv's weights. A shuffle written
+    as reshapes and permutes (:mod:`upconv.convert.rearrange`) lists them in ``up_nodes``, and
+    ``channels`` is the conv output channel each shuffle channel reads."""
 
     kind: str
     up: fx.Node
@@ -51,13 +54,20 @@ class Site:
     prelus: tuple[fx.Node, ...] = ()
     mean_of: int = 1
     mean_nodes: tuple[fx.Node, ...] = ()
+    up_nodes: tuple[fx.Node, ...] = ()
+    channels: tuple[int, ...] | None = None
+
+    @property
+    def ups(self) -> tuple[fx.Node, ...]:
+        """The op(s) of the shuffle / resize: one, or a reshape-permute chain."""
+        return self.up_nodes or (self.up,)
 
     @property
     def nodes(self) -> tuple[fx.Node, ...]:
         """Every op of the chain, in data order."""
         conv = (self.pad, self.conv) if self.pad is not None else (self.conv,)
         if self.kind == SUBPIXEL:
-            return (*conv, *self.mean_nodes, *self.between, self.up)
+            return (*conv, *self.mean_nodes, *self.between, *self.ups)
         return (self.up, *self.between, *conv)
 
     @property
@@ -90,11 +100,14 @@ class NotASite(Exception):
 
 
 def label(node: fx.Node) -> str:
-    """A module path when ``node`` is the whole work of a conv / shuffle / resize module call,
-    else ``F.interpolate(nearest) in <module>``."""
+    """A module path when ``node`` is the whole work of a conv / shuffle / resize module call
+    (torch.nn's or einops'), else ``F.interpolate(nearest) in <module>``."""
     call = innermost_call(node)
-    if call is not None and call.path and type(call.module).__module__.startswith("torch.nn"):
+    if call is not None and call.path and \
+            type(call.module).__module__.startswith(("torch.nn", "einops")):
         return call.path
+    if node.target in REARRANGE_OPS:
+        return f"reshape-permute shuffle in {ops.where(node).partition(' in ')[2]}"
     return ops.where(node)
 
 
@@ -219,12 +232,12 @@ def _conv_upstream(node: fx.Node | None, r2: int) -> fx.Node | None:
     return node if ops.is_conv(node) else None
 
 
-def _subpixel(shuffle: fx.Node, r: int) -> Site:
+def _subpixel(shuffle: fx.Node, r: int, shape: Rearrangement | None = None) -> Site:
     between: list[fx.Node] = []
     prelus: list[fx.Node] = []
     crop = [0, 0, 0, 0]
-    node = ops.first_input(shuffle)
-    consumer = shuffle
+    node = ops.first_input(shuffle) if shape is None else shape.source
+    consumer = shuffle if shape is None else shape.nodes[0]
     mean_of, mean_nodes = 1, ()
     while not ops.is_conv(node):
         grouped = _group_mean(node) if len(node.users) == 1 else None
@@ -268,8 +281,15 @@ def _subpixel(shuffle: fx.Node, r: int) -> Site:
     cout = shape_of(conv)[1] // mean_of
     if cout % (r * r):
         raise NotASite(f"{cout} conv output channels are not divisible by {r}·{r}")
+    channels = None
+    if shape is not None and shape.channels != tuple(range(len(shape.channels))):
+        if mean_of > 1 or prelus:
+            raise NotASite("a reshape-permute shuffle in another channel order after a group "
+                           "mean or a per-channel PReLU", limitation=True)
+        channels = shape.channels
     return Site(SUBPIXEL, shuffle, conv, pad, tuple(between), (r, r), _conv_padding(conv, pad),
-                tuple(crop), tuple(prelus), mean_of, mean_nodes)
+                tuple(crop), tuple(prelus), mean_of, mean_nodes,
+                shape.nodes if shape is not None else (), channels)
 
 
 # --- resize -------------------------------------------------------------------------------
@@ -360,6 +380,11 @@ def find_sites(trace: Trace) -> list[Site | Skip]:
                 found[node] = _skip(node, SUBPIXEL, why)
         elif ops.is_transposed_conv(node):
             found[node] = _skip(node, DECONV, ALREADY_DECONV)
+        elif (shape := as_pixel_shuffle(node)) is not None:
+            try:
+                found[node] = _subpixel(node, shape.scale, shape)
+            except NotASite as why:
+                found[node] = _skip(node, SUBPIXEL, why)
     taken = {s.conv for s in found.values() if isinstance(s, Site)}
     for node in trace.op_nodes():
         mode = ops.resize_mode(node)
