@@ -10,12 +10,7 @@ TORCH_REQ ?= torch==2.13.0
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.upconv-installed
 
-# PyTorch's OpenMP workers spin for milliseconds after each op and steal the cores from
-# whatever runs next (our compiled kernel); passive waiting costs PyTorch nothing measurable.
-# It must be set before torch loads, so the timing targets set it here.
-TIMING_ENV := OMP_WAIT_POLICY=PASSIVE
-
-.PHONY: demo test bench bench-heldout lint clean venv
+.PHONY: demo test bench bench-heldout bench-models bench-gpu lint clean venv
 
 venv: $(STAMP)
 
@@ -29,17 +24,27 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(TIMING_ENV) $(BIN)/upconv demo
+	$(BIN)/upconv demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# every figure is measured in a default process: no OpenMP (or other) tuning variables
 bench: $(STAMP)
-	$(TIMING_ENV) $(BIN)/upconv bench
+	$(BIN)/upconv bench
 
 # the held-out layers H1–H6 (never tuned on); writes benchmarks/results/heldout.{md,json}
 bench-heldout: $(STAMP)
-	$(TIMING_ENV) $(BIN)/upconv bench --zoo heldout
+	$(BIN)/upconv bench --zoo heldout
+
+# whole networks, trained vs converted, eager and torch.compile; writes models.{md,json}
+bench-models: $(STAMP)
+	$(BIN)/upconv bench --models all
+
+# the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
+# benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.
+bench-gpu: $(STAMP)
+	$(BIN)/upconv bench --device cuda
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

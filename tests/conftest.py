@@ -20,3 +20,8 @@ os.environ["UPCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="upconv-test-cache-")
 # test-only stand-in (tests/stubs/README.md) on the path when no real torchvision exists
 if importlib.util.find_spec("torchvision") is None:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "stubs"))
+
+# Triton's interpreter must be switched on before Triton is imported, for the whole process:
+# its tests (tests/interpreted) run in a child process that tests/test_triton_interpret.py
+# starts with TRITON_INTERPRET=1, and stay out of this session otherwise.
+collect_ignore = [] if os.environ.get("TRITON_INTERPRET") == "1" else ["interpreted"]

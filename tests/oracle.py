@@ -14,6 +14,7 @@ def conv_transpose2d_oracle(
     stride: tuple[int, int],
     padding: tuple[int, int, int, int],
     output_padding: tuple[int, int] = (0, 0),
+    groups: int = 1,
 ) -> Tensor:
     """``F.conv_transpose2d`` with crops ``(top, bottom, left, right)`` and (C,) / (C, bh, bw) bias.
 
@@ -23,8 +24,8 @@ def conv_transpose2d_oracle(
     top, bottom, left, right = padding
     symmetric = top == bottom and left == right
     if symmetric and (bias is None or bias.ndim == 1):
-        return F.conv_transpose2d(x, weight, bias, stride, (top, left), output_padding)
-    full = F.conv_transpose2d(x, weight, None, stride)
+        return F.conv_transpose2d(x, weight, bias, stride, (top, left), output_padding, groups)
+    full = F.conv_transpose2d(x, weight, None, stride, groups=groups)
     oph, opw = output_padding
     fh, fw = full.shape[-2:]
     full = F.pad(full, (0, max(0, opw - right), 0, max(0, oph - bottom)))

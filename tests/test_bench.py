@@ -113,6 +113,19 @@ def test_interleaved_times_settle_after_spinning_cases(monkeypatch):
     assert slept == [(0.01, []), (0.3, ["a"]), (0.01, ["b"]), (0.01, ["b"])]
 
 
+def test_interleaved_times_run_before_each_timed_call():
+    calls = []
+    interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, 2, warmup=1,
+                      before=lambda: calls.append("conv"))
+    # warm-up calls run bare; every timed call has the (untimed) previous layer right before
+    assert calls == ["a", "b", "conv", "a", "conv", "b", "conv", "b", "conv", "a"]
+
+
+def test_suite_interleaves_the_previous_conv(tiny_results):
+    assert "conv Cin→Cin" in tiny_results.before
+    assert "then (untimed) PyTorch conv" in markdown(tiny_results)
+
+
 def test_cli_quick_run_and_bad_layers(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["bench", "--quick", "--layers", "l3", "--threads", "1",

@@ -21,6 +21,7 @@ import upconv
 from upconv.cli import main
 from upconv.cli.sr import _load
 from upconv.convert.onnx_convert import run_onnx
+from upconv.load import CheckpointNetwork
 
 
 def _compact(scale=4, seed=0):
@@ -178,9 +179,41 @@ def test_cli_refuses_unknown_checkpoints(tmp_path):
 
 def test_upscale_model_loader_falls_back_to_checkpoints(tmp_path):
     path = tmp_path / "compact-x2.pth"
-    torch.save(_compact(scale=2).state_dict(), path)
-    loaded = _load(str(path), 2)
-    assert isinstance(loaded, upconv.LoadedModel) and loaded.architecture == "Compact"
+    model = _compact(scale=2)
+    torch.save(model.state_dict(), path)
+    net = _load(str(path), 2)
+    assert isinstance(net, CheckpointNetwork) and net.architecture == "Compact"
+    assert (net.scale, net.input_channels) == (2, 3)
     with pytest.raises(Exception, match=r"×2 Compact model but --scale is 3"):
         _load(str(path), 3)
     assert _load("espcn-x3", 3).scale == 3  # upconv's own models first
+    edge = net.to_deconv("stdd")
+    assert len(edge.report.converted) == 1
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(edge(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_upscale_runs_a_checkpoint_on_rgb(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "compact-x2.safetensors"
+    model = _compact(scale=2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    rgb = np.random.default_rng(0).integers(0, 256, (21, 19, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    outs = {}
+    for algorithm, tile in [("conv", "256"), ("stdd", "16")]:
+        out = tmp_path / algorithm
+        result = CliRunner().invoke(main, ["upscale", str(tmp_path / "in.png"), "--model",
+                                           str(path), "--scale", "2", "-o", str(out),
+                                           "--algorithm", algorithm, "--tile", tile])
+        assert result.exit_code == 0, result.output
+        (written,) = out.iterdir()
+        outs[algorithm] = np.asarray(Image.open(written))
+    assert outs["conv"].shape == (42, 38, 3)
+    with torch.no_grad():
+        want = model(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0]
+    want = (want.clamp(0, 1).permute(1, 2, 0) * 255).round().numpy()
+    assert np.abs(outs["conv"] - want).max() <= 1
+    assert np.abs(outs["stdd"].astype(int) - outs["conv"]).max() <= 1

@@ -4,11 +4,13 @@ Colbert, Kreutz-Delgado & Das, "An Energy-Efficient Edge Computing Paradigm for
 Convolution-Based Image Upsampling", IEEE Access 9 (2021), arXiv:2107.07647.
 """
 
+from . import ops  # noqa: F401 (registers torch.ops.upconv)
 from .algorithms import ALGORITHMS
 from .convert import convert, convert_onnx
 from .functional import deconv2d, pixel_shuffle, resize_conv2d, sub_pixel_conv2d
 from .layers import Deconv2d, ResizeConv2d, SubPixelConv2d
 from .load import LoadedModel, load_model
+from .ops import export_decompositions
 from .shapes import DeconvGeometry, resize_deconv_geometry, subpixel_deconv_geometry
 from .transforms import bias_shuffle, weight_convolution, weight_shuffle
 
@@ -26,6 +28,7 @@ __all__ = [
     "convert",
     "convert_onnx",
     "deconv2d",
+    "export_decompositions",
     "load_model",
     "pixel_shuffle",
     "resize_conv2d",

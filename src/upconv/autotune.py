@@ -6,10 +6,14 @@ Candidates (all exact deconvolutions with :func:`upconv.deconv2d`'s contract):
 * ``"tdc-torch"``: TDC as PyTorch ``conv2d`` + pixel shuffle (oneDNN GEMM);
 * ``"tdc-torch-nhwc"``: the same with the convolution in channels_last;
 * ``"stdd-torch"``: PyTorch's ``conv_transpose2d``;
-* ``"convtranspose-ort"``: ONNX Runtime's ``ConvTranspose`` (:mod:`upconv.kernels.ort_path`).
+* ``"convtranspose-ort"``: ONNX Runtime's ``ConvTranspose`` (:mod:`upconv.kernels.ort_path`);
+* ``"revd2-triton"``: the REVD2 Triton kernel for CUDA (:mod:`upconv.kernels.triton_revd2`).
 
-The compiled kernel and ONNX Runtime are float32 CPU inference only: calls that need gradients
-(or other dtypes or devices) weigh only the PyTorch paths.
+The compiled kernel and ONNX Runtime are float32 CPU inference only, the Triton kernel CUDA
+inference only: calls that need gradients weigh only the PyTorch paths. On a CUDA device the
+candidates are the Triton kernel, TDC (cuDNN ``conv2d`` + pixel shuffle, NCHW and
+channels_last) and ``conv_transpose2d``, timed on the device with CUDA events, and choices
+are keyed by the device's name.
 
 Candidates are compared by their median time over interleaved rounds, not their best: the
 GEMM paths allocate feature-map-sized temporaries whose page faults come and go, and a best
@@ -24,7 +28,8 @@ and the median of the paired ratios decides: medians of a shared 2-core machine 
 A choice is keyed by a version string (upconv, torch, numba, onnxruntime, CPU) plus the call's
 signature (shapes, stride, crops, bias kind, dtype, memory format) and the thread count, kept in
 memory and in ``autotune.json`` under the user cache directory (``UPCONV_CACHE_DIR`` overrides it),
-written atomically. Delete that file to re-tune.
+written atomically (without ``platformdirs``, under ``$XDG_CACHE_HOME/upconv`` or
+``~/.cache/upconv``). Delete that file to re-tune.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ SCHEMA = "5"
 #: below the run-to-run noise of a tuning, and it allocates nothing the size of a feature map.
 KERNEL_PREFERENCE = 0.05
 KERNEL = "revd2-numba"
+#: The kernel ``auto`` prefers on a CUDA device, within :data:`GPU_KERNEL_PREFERENCE` (CUDA
+#: events are far steadier than host timings of a shared CPU, so the margin is smaller).
+GPU_KERNEL = "revd2-triton"
+GPU_KERNEL_PREFERENCE = 0.02
 #: A win by less than this factor over the kernel is re-checked head to head.
 CLOSE_CALL = 1.3
 
@@ -66,6 +75,7 @@ def candidates() -> dict[str, Impl]:
         deconv2d_tdc_torch,
         deconv2d_tdc_torch_nhwc,
     )
+    from .kernels.triton_revd2 import deconv2d_revd2_triton
 
     return {
         KERNEL: deconv2d_revd2_compiled,
@@ -73,15 +83,23 @@ def candidates() -> dict[str, Impl]:
         "tdc-torch-nhwc": deconv2d_tdc_torch_nhwc,
         "stdd-torch": deconv2d_convtranspose_torch,
         "convtranspose-ort": deconv2d_convtranspose_ort,
+        GPU_KERNEL: deconv2d_revd2_triton,
     }
 
 
 def eligible(call: DeconvCall) -> list[str]:
-    """Candidates that can run ``call`` (compiled kernel, ONNX Runtime: float32 CPU inference)."""
+    """Candidates that can run ``call`` (compiled kernel, ONNX Runtime: float32 CPU inference;
+    Triton kernel: CUDA inference)."""
     from .kernels import unsupported_reason
     from .kernels.ort_path import unsupported_reason as ort_unsupported_reason
 
     names = ["tdc-torch", "tdc-torch-nhwc", "stdd-torch"]
+    if call.x.is_cuda:
+        from .kernels.triton_revd2 import unsupported_reason as triton_unsupported_reason
+
+        if triton_unsupported_reason(call.x, call.weight, call.bias, call.out_size) is None:
+            names.insert(0, GPU_KERNEL)
+        return names
     if unsupported_reason(call.x, call.weight, call.bias) is None:
         names.insert(0, KERNEL)
     if ort_unsupported_reason(call.x, call.weight, call.bias) is None:
@@ -90,12 +108,19 @@ def eligible(call: DeconvCall) -> list[str]:
 
 
 def cache_path() -> Path:
-    """``$UPCONV_CACHE_DIR/autotune.json``, else the platform's user cache dir for upconv."""
+    """``$UPCONV_CACHE_DIR/autotune.json``, else the platform's user cache dir for upconv
+    (``platformdirs``; where it is not installed, ``$XDG_CACHE_HOME/upconv`` or
+    ``~/.cache/upconv``)."""
     root = os.environ.get(CACHE_ENV)
     if not root:
-        import platformdirs
-
-        root = platformdirs.user_cache_dir("upconv")
+        try:
+            import platformdirs
+        except ImportError:
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                    ".cache")
+            root = os.path.join(base, "upconv")
+        else:
+            root = platformdirs.user_cache_dir("upconv")
     return Path(root) / CACHE_FILE
 
 
@@ -125,9 +150,19 @@ def signature(call: DeconvCall, threads: int) -> str:
                                  and not x.is_contiguous()) else (
         "contiguous" if x.is_contiguous() else "strided")
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, w, b) if t is not None)
+    dev = x.device.type
+    if x.is_cuda:  # a choice holds for one kind of GPU (and one Triton)
+        from .kernels.triton_revd2 import triton_import_error
+
+        triton = "none"
+        if triton_import_error() is None:
+            import triton as triton_module
+
+            triton = triton_module.__version__
+        dev = f"cuda:{torch.cuda.get_device_name(x.device)};triton={triton}"
     parts = [f"x={tuple(x.shape)}", f"w={tuple(w.shape)}", f"s={call.stride}",
              f"p={call.padding}", f"op={call.output_padding}", f"bias={bias}",
-             f"dtype={str(x.dtype).removeprefix('torch.')}", f"dev={x.device.type}",
+             f"dtype={str(x.dtype).removeprefix('torch.')}", f"dev={dev}",
              f"layout={layout}", f"grad={int(grad)}", f"threads={threads}"]
     return ";".join(parts)
 
@@ -140,8 +175,11 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
     counts the allocation and page-fault costs a candidate pays in most calls (a best round
     hides them). ``gap_s`` of idle time before each timed call lets the previous candidate's
     spin-waiting threads (PyTorch's OpenMP) settle instead of slowing the next one. Stops
-    early (after at least three rounds) once ``budget_s`` is spent.
+    early (after at least three rounds) once ``budget_s`` is spent. CUDA calls are timed on
+    the device with CUDA events (:func:`time_candidates_cuda`).
     """
+    if call.x.is_cuda:
+        return time_candidates_cuda(impls, call)
     args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
             call.out_size)
     rounds: dict[str, list[float]] = {name: [] for name in impls}
@@ -158,6 +196,20 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
             if i >= 2 and time.perf_counter() - start > budget_s:
                 break
     return {name: statistics.median(times) for name, times in rounds.items()}
+
+
+def time_candidates_cuda(impls: dict[str, Impl], call: DeconvCall, repeats: int = 15
+                         ) -> dict[str, float]:
+    """Median seconds of each ``impl(call)`` on its CUDA device: CUDA events around each call
+    after the L2 cache is flushed, round-robin, after two warm-up calls each (the first tunes
+    the Triton kernel); see :class:`~upconv.kernels.device_timing.DeviceClock`."""
+    from .kernels.device_timing import DeviceClock
+
+    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+            call.out_size)
+    fns = {name: (lambda impl=impl: impl(*args)) for name, impl in impls.items()}
+    times = DeviceClock(call.x.device).interleaved(fns, repeats, warmup=2)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def paired_ratio(a: Impl, b: Impl, call: DeconvCall, pairs: int = 9, gap_s: float = 0.01
@@ -179,10 +231,12 @@ def paired_ratio(a: Impl, b: Impl, call: DeconvCall, pairs: int = 9, gap_s: floa
 
 
 def pick(seconds: dict[str, float]) -> str:
-    """The fastest candidate, or the compiled kernel when within :data:`KERNEL_PREFERENCE`."""
+    """The fastest candidate, or the compiled kernel (the Triton one on a GPU) when within
+    :data:`KERNEL_PREFERENCE`: it allocates nothing the size of a feature map."""
     fastest = min(seconds, key=seconds.__getitem__)
-    if KERNEL in seconds and seconds[KERNEL] <= seconds[fastest] * (1 + KERNEL_PREFERENCE):
-        return KERNEL
+    for kernel, margin in ((KERNEL, KERNEL_PREFERENCE), (GPU_KERNEL, GPU_KERNEL_PREFERENCE)):
+        if kernel in seconds and seconds[kernel] <= seconds[fastest] * (1 + margin):
+            return kernel
     return fastest
 
 
@@ -245,10 +299,28 @@ def choose(call: DeconvCall) -> str:
 
 
 def resolve(call: DeconvCall) -> Impl:
-    """The implementation ``auto`` runs for ``call``."""
-    return candidates()[choose(call)]
+    """The implementation ``auto`` runs for ``call``.
+
+    Repeated calls with the same tensors' shapes, layout and geometry are answered from a
+    per-process table keyed by a plain tuple, without rebuilding the string key: on a GPU a
+    small layer runs in microseconds, so the choice must cost less than that.
+    """
+    x, b = call.x, call.bias
+    grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, call.weight, b) if t is not None)
+    fast = (tuple(x.shape), x.stride(), x.dtype, x.device, tuple(call.weight.shape),
+            None if b is None else tuple(b.shape), call.stride, call.padding,
+            call.output_padding, grad, torch.get_num_threads(), os.environ.get(CACHE_ENV))
+    impl = _RESOLVED.get(fast)
+    if impl is None:
+        impl = _RESOLVED[fast] = candidates()[choose(call)]
+    return impl
+
+
+_RESOLVED: dict[tuple, Impl] = {}
 
 
 def clear_memory() -> None:
     """Forget in-process choices (the on-disk cache stays)."""
     _MEMORY.clear()
+    _RESOLVED.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -19,6 +20,7 @@ from .shapes import (
     Pad4,
     PaddingLike,
     ScaleLike,
+    as_int,
     conv_same_padding4,
     padding4,
     pair,
@@ -28,7 +30,11 @@ from .shapes import (
 
 @dataclass(frozen=True)
 class DeconvCall:
-    """A validated deconvolution: tensors plus normalised geometry and the output size."""
+    """A validated deconvolution: tensors plus normalised geometry and the output size.
+
+    ``weight`` is ``(Cin, C/groups, Kh, Kw)`` (``conv_transpose2d``'s layout); the output has
+    ``C = weight.shape[1]·groups`` channels.
+    """
 
     x: Tensor
     weight: Tensor
@@ -37,6 +43,12 @@ class DeconvCall:
     padding: Pad4
     output_padding: IntPair
     out_size: IntPair
+    groups: int = 1
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """``(N, C, H_out, W_out)``."""
+        return (self.x.shape[0], self.weight.shape[1] * self.groups, *self.out_size)
 
     @property
     def geometry(self) -> DeconvGeometry:
@@ -79,14 +91,14 @@ def check_deconv(
     """Validate :func:`deconv2d`'s arguments; raise ValueError/TypeError naming the rule."""
     x = _require_tensor(x, "x", (4,))
     weight = _require_tensor(weight, "weight", (4,))
-    if groups != 1:
-        raise ValueError(
-            f"groups={groups} is not supported yet: upconv's deconvolutions handle groups=1 only"
-        )
+    groups = as_int(groups, "groups")
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"groups must be a positive divisor of Cin = {weight.shape[0]} "
+                         f"(weight (Cin, C/groups, Kh, Kw) = {tuple(weight.shape)}), got {groups}")
     if x.shape[1] != weight.shape[0]:
         raise ValueError(
-            f"x has {x.shape[1]} channels but weight (Cin, C, Kh, Kw) = {tuple(weight.shape)} "
-            f"expects Cin = {weight.shape[0]}"
+            f"x has {x.shape[1]} channels but weight (Cin, C/groups, Kh, Kw) = "
+            f"{tuple(weight.shape)} expects Cin = {weight.shape[0]}"
         )
     for name, t in (("weight", weight), ("bias", bias)):
         if t is None:
@@ -95,7 +107,7 @@ def check_deconv(
             raise TypeError(f"{name} dtype {t.dtype} does not match x dtype {x.dtype}")
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
-    c = weight.shape[1]
+    c = weight.shape[1] * groups
     if bias is not None:
         bias = _require_tensor(bias, "bias", (1, 3))
         if bias.shape[0] != c or min(bias.shape) < 1:
@@ -114,7 +126,7 @@ def check_deconv(
             f"padding {pad} crops away the whole output: input {tuple(x.shape[2:])}, "
             f"stride {s} and kernel {tuple(weight.shape[2:])} give output size {out_size}"
         )
-    return DeconvCall(x, weight, bias, s, pad, op, out_size)
+    return DeconvCall(x, weight, bias, s, pad, op, out_size, groups)
 
 
 def deconv2d(
@@ -126,26 +138,113 @@ def deconv2d(
     output_padding: int | Sequence[int] = 0,
     algorithm: str = "revd2",
     groups: int = 1,
+    *,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Transposed convolution with PyTorch's ``conv_transpose2d`` semantics.
 
-    x: ``(N, Cin, H, W)``; weight: ``(Cin, C, Kh, Kw)``; bias: ``(C,)`` or periodic
+    x: ``(N, Cin, H, W)``; weight: ``(Cin, C/groups, Kh, Kw)``; bias: ``(C,)`` or periodic
     ``(C, bh, bw)`` (adds ``B[c, o_h mod bh, o_w mod bw]``). ``padding`` is an int, a pair,
     or per-side crops ``(top, bottom, left, right)``. Returns ``(N, C, H_out, W_out)`` with
     ``H_out = (H-1)·sh + Kh - top - bottom + output_padding_h``.
-    ``algorithm`` is one of :data:`upconv.ALGORITHMS`, or ``"auto"``.
+    ``algorithm`` is one of :data:`upconv.ALGORITHMS`, or ``"auto"``. ``out``: a preallocated
+    ``(N, C, H_out, W_out)`` tensor to write into and return (inference only; repeated calls at
+    one shape then skip the output's allocation and page faults).
+
+    Runs the operator ``torch.ops.upconv.deconv2d`` (``deconv2d_out`` with ``out``), so
+    ``torch.compile`` and ``torch.export`` see one op (:mod:`upconv.ops`). Under
+    ``torch.jit.trace`` (TorchScript, and the ONNX exporter built on it) it records standard
+    ops instead (:func:`deconv2d_standard_ops`): a TorchScript file runs where upconv's Python
+    kernels are not loaded.
     """
-    call = check_deconv(x, weight, bias, stride, padding, output_padding, groups)
-    impl = implementation(call, check_algorithm(algorithm))
-    return impl(call.x, call.weight, call.bias, call.stride, call.padding,
-                call.output_padding, call.out_size)
+    s = pair(stride, "stride", minimum=1)
+    pad = padding4(padding)
+    op = pair(output_padding, "output_padding", minimum=0)
+    groups = as_int(groups, "groups")
+    check_algorithm(algorithm)
+    if torch.jit.is_tracing():
+        if out is not None:
+            raise ValueError("out= cannot be traced by torch.jit.trace; call without out")
+        return deconv2d_standard_ops(x, weight, bias, s, pad, op, groups)
+    if out is None:
+        return torch.ops.upconv.deconv2d(x, weight, bias, s, pad, op, groups, algorithm)
+    torch.ops.upconv.deconv2d_out(x, weight, bias, s, pad, op, groups, algorithm, out)
+    return out
+
+
+def run(call: DeconvCall, algorithm: str, out: Tensor | None = None) -> Tensor:
+    """Compute a validated ``call`` eagerly with ``algorithm`` (what the operator runs).
+
+    Grouped calls run group by group (each an ordinary deconvolution on its channel slice).
+    The result is C-contiguous; with ``out`` (checked: shape, dtype, device) it is ``out``.
+    """
+    if out is not None:
+        _check_out(out, call)
+    if call.groups == 1:
+        impl = implementation(call, algorithm)
+        y = impl(call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+                 call.out_size, **({"out": out} if out is not None and _takes_out(impl) else {}))
+        if out is not None:
+            if y is not out:
+                out.copy_(y)
+            return out
+        return y.contiguous()
+    y = out if out is not None else call.x.new_empty(call.out_shape)
+    for part, (lo, hi) in zip(group_calls(call), _group_spans(call), strict=True):
+        y[:, lo:hi] = run(part, algorithm)
+    return y
+
+
+def _takes_out(impl: Callable[..., Tensor]) -> bool:
+    return getattr(impl, "takes_out", False)
+
+
+def _check_out(out: Tensor, call: DeconvCall) -> None:
+    if not isinstance(out, Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != call.out_shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, the output is {call.out_shape}")
+    if out.dtype != call.x.dtype or out.device != call.x.device:
+        raise ValueError(f"out is {out.dtype} on {out.device}; the output is {call.x.dtype} on "
+                         f"{call.x.device}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (call.x, call.weight, call.bias)):
+        raise RuntimeError("out= does not support autograd (inputs require grad); call without "
+                           "out, or under torch.no_grad() / torch.inference_mode()")
+
+
+def _group_spans(call: DeconvCall) -> list[IntPair]:
+    cg = call.weight.shape[1]
+    return [(g * cg, (g + 1) * cg) for g in range(call.groups)]
+
+
+def group_calls(call: DeconvCall) -> list[DeconvCall]:
+    """A grouped ``call`` as ``groups`` ungrouped calls on its channel slices (in order).
+
+    The weight's slices are cached per weight (:mod:`upconv.kernels.weight_cache`) so that
+    plans packed for them survive from call to call.
+    """
+    from .kernels.weight_cache import derived
+
+    g, cin_g = call.groups, call.weight.shape[0] // call.groups
+
+    def slices() -> tuple[Tensor, ...]:
+        return tuple(call.weight[i * cin_g : (i + 1) * cin_g].contiguous() for i in range(g))
+
+    needs_grad = torch.is_grad_enabled() and call.weight.requires_grad
+    weights = slices() if needs_grad else derived(call.weight, ("groups", g), slices)
+    return [DeconvCall(call.x[:, i * cin_g : (i + 1) * cin_g], weights[i],
+                       None if call.bias is None else call.bias[lo:hi], call.stride,
+                       call.padding, call.output_padding, call.out_size)
+            for i, (lo, hi) in enumerate(_group_spans(call))]
 
 
 def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
     """The function that runs ``call`` with ``algorithm``.
 
     ``"revd2"``: the compiled kernel (:mod:`upconv.kernels`) for float32 CPU inference, the
-    readable reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
+    Triton kernel (:mod:`upconv.kernels.triton_revd2`) for CUDA inference, the readable
+    reference otherwise (other dtypes or devices, autograd). ``"tdc"``: PyTorch
     ``conv2d`` + pixel shuffle. ``"auto"``: the fastest of those (TDC in NCHW and NHWC),
     PyTorch's ``conv_transpose2d`` and, for inference, ONNX Runtime's ``ConvTranspose``,
     timed once per shape and thread count (:mod:`upconv.autotune`). ``"stdd"``, ``"strd"``,
@@ -155,7 +254,14 @@ def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
         from .autotune import resolve
 
         return resolve(call)
-    if algorithm == "revd2":
+    if algorithm == "revd2" and call.x.is_cuda:  # the Triton kernel, else the reference
+        from .kernels import triton_revd2
+
+        why = triton_revd2.unsupported_reason(call.x, call.weight, call.bias, call.out_size)
+        if why is None:
+            return triton_revd2.deconv2d_revd2_triton
+        triton_revd2.record_fallback(why)
+    elif algorithm == "revd2":
         from .kernels import deconv2d_revd2_compiled, unsupported_reason
 
         if unsupported_reason(call.x, call.weight, call.bias) is None:
@@ -165,6 +271,40 @@ def implementation(call: DeconvCall, algorithm: str) -> Callable[..., Tensor]:
 
         return deconv2d_tdc_torch
     return REFERENCES[algorithm]
+
+
+def deconv2d_standard_ops(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: IntPair,
+    padding: Pad4,
+    output_padding: IntPair,
+    groups: int = 1,
+) -> Tensor:
+    """:func:`deconv2d`'s result from ``F.conv_transpose2d``, a slice and an add (any dtype,
+    device and autograd; arguments normalised as :func:`deconv2d` does).
+
+    What the operator decomposes into (:mod:`upconv.ops`) and what ``torch.jit.trace`` records.
+    Exports to ONNX as ``ConvTranspose`` (+ ``Slice`` for asymmetric crops) and, for a periodic
+    bias ``(C, bh, bw)``, a ``Tile`` of the bias to the output size + ``Add``; sizes come from
+    the input's shape, so dynamic batch and spatial dimensions survive.
+    """
+    top, bottom, left, right = padding
+    ph, pw = min(top, bottom), min(left, right)
+    periodic = bias is not None and bias.ndim == 3
+    y = F.conv_transpose2d(x, weight, None if periodic else bias, stride, (ph, pw),
+                           output_padding, groups)
+    # Asymmetric crops: conv_transpose2d cropped min(before, after); drop the rest per side.
+    top, bottom, left, right = top - ph, bottom - ph, left - pw, right - pw
+    if top or bottom or left or right:
+        y = y[:, :, top : y.shape[2] - bottom, left : y.shape[3] - right]
+    if periodic:
+        _, bh, bw = bias.shape
+        out_h, out_w = y.shape[2], y.shape[3]
+        tiled = bias.repeat(1, (out_h + bh - 1) // bh, (out_w + bw - 1) // bw)
+        y = y + tiled[:, :out_h, :out_w]
+    return y
 
 
 def pixel_shuffle(x: Tensor, scale: ScaleLike) -> Tensor:
@@ -209,8 +349,11 @@ __all__ = [
     "check_algorithm",
     "check_deconv",
     "deconv2d",
+    "deconv2d_standard_ops",
+    "group_calls",
     "implementation",
     "pixel_shuffle",
     "resize_conv2d",
+    "run",
     "sub_pixel_conv2d",
 ]

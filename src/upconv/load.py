@@ -46,6 +46,11 @@ class LoadedModel:
     size_multiple: int = 1
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    def network(self) -> CheckpointNetwork:
+        """The model as upconv's upscale pipeline runs networks (see :class:`CheckpointNetwork`)."""
+        return CheckpointNetwork(self.model, self.scale, self.input_channels,
+                                 self.architecture, self.example_input())
+
     def example_input(self, height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:
         """A random ``(1, input_channels, H, W)`` input in [0, 1) the model accepts (sizes
         raised to its minimum and multiple)."""
@@ -55,6 +60,42 @@ class LoadedModel:
 
         g = torch.Generator().manual_seed(seed)
         return torch.rand(1, self.input_channels, fit(height), fit(width), generator=g)
+
+
+class CheckpointNetwork(nn.Module):
+    """A checkpoint's model with what ``upconv upscale`` / ``evaluate`` read from a network:
+    ``scale``, ``input_channels``, ``receptive_radius``, ``to_deconv(algorithm)``.
+
+    ``forward`` returns the model's (first) output tensor. The receptive radius of an arbitrary
+    architecture is unknown (a transformer's windows see the whole image), so it is reported
+    as :data:`UNBOUNDED`: a tiled run then feeds every tile the whole image, which keeps the
+    output identical to an untiled run but saves no memory. ``to_deconv`` runs
+    :func:`upconv.convert` (verified) on ``example`` and keeps the report in ``.report``.
+    """
+
+    UNBOUNDED = 1 << 30
+
+    def __init__(self, model: nn.Module, scale: int, input_channels: int, architecture: str,
+                 example: torch.Tensor, report: object = None) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = int(scale)
+        self.input_channels = int(input_channels)
+        self.architecture = architecture
+        self.receptive_radius = self.UNBOUNDED
+        self.report = report
+        self._example = example
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out if isinstance(out, torch.Tensor) else out[0]
+
+    def to_deconv(self, algorithm: str = "revd2") -> CheckpointNetwork:
+        from .convert import convert
+
+        converted, report = convert(self.model, self._example, algorithm=algorithm)
+        return CheckpointNetwork(converted, self.scale, self.input_channels, self.architecture,
+                                 self._example, report)
 
 
 def import_spandrel():
@@ -141,4 +182,4 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
                        tuple(descriptor.tags))
 
 
-__all__ = ["EXTENSIONS", "LoadedModel", "import_spandrel", "load_model"]
+__all__ = ["EXTENSIONS", "CheckpointNetwork", "LoadedModel", "import_spandrel", "load_model"]

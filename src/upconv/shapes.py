@@ -28,7 +28,7 @@ ScaleLike = int | Sequence[int]
 PaddingLike = int | str | Sequence[int]
 
 
-def _as_int(value: object, name: str) -> int:
+def as_int(value: object, name: str) -> int:
     """An int (or an integral float such as 2.0); anything else is a TypeError/ValueError."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got a bool ({value!r})")
@@ -53,9 +53,9 @@ def pair(value: int | Sequence[int], name: str, *, minimum: int | None = None) -
     if isinstance(value, Sequence):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {len(value)} values")
-        out = (_as_int(value[0], name), _as_int(value[1], name))
+        out = (as_int(value[0], name), as_int(value[1], name))
     else:
-        v = _as_int(value, name)
+        v = as_int(value, name)
         out = (v, v)
     if minimum is not None and min(out) < minimum:
         raise ValueError(f"{name} must be >= {minimum} on both axes, got {tuple(out)}")
@@ -77,7 +77,7 @@ def padding4(padding: int | Sequence[int], name: str = "padding") -> Pad4:
     """
     is_seq = isinstance(padding, Sequence) and not isinstance(padding, (str, bytes))
     if is_seq and len(padding) == 4:
-        out = tuple(_as_int(p, name) for p in padding)
+        out = tuple(as_int(p, name) for p in padding)
     else:
         ph, pw = pair(padding, name)
         out = (ph, ph, pw, pw)

@@ -12,8 +12,8 @@ import torch
 
 
 def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                      gap_s: float = 0.0, settle_s: dict[str, float] | None = None
-                      ) -> dict[str, list[float]]:
+                      gap_s: float = 0.0, settle_s: dict[str, float] | None = None,
+                      before: Callable[[], object] | None = None) -> dict[str, list[float]]:
     """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
 
     Each round runs every function once, starting at a different one, so slow drifts of the
@@ -21,7 +21,9 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
     of idle time before each timed call lets the previous library's spin-waiting worker
     threads (OpenMP, ONNX Runtime) go to sleep, so no case pays for its predecessor's pool;
     ``settle_s[name]`` lengthens that idle time after ``name`` (ONNX Runtime's workers spin
-    for longer than PyTorch's).
+    for longer than PyTorch's). ``before`` (untimed) runs right before every timed call, after
+    the idle time: e.g. the PyTorch convolution that precedes the upsampler in a network, so
+    each call starts as it would in a model, PyTorch's OpenMP workers still spinning.
     """
     names = list(fns)
     settle = settle_s or {}
@@ -36,6 +38,8 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
                 idle = max(gap_s, settle.get(previous, 0.0)) if previous is not None else gap_s
                 if idle:
                     time.sleep(idle)
+                if before is not None:
+                    before()
                 t0 = time.perf_counter()
                 fns[name]()
                 times[name].append(time.perf_counter() - t0)
@@ -119,10 +123,17 @@ def machine_info(threads: int) -> dict[str, object]:
         "onnxruntime": onnxruntime.__version__, "upconv": __version__,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "omp_env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                                               "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")
-                    if k in os.environ},
+                                               "KMP_BLOCKTIME", "OMP_NUM_THREADS",
+                                               "NUMBA_THREADING_LAYER") if k in os.environ},
+        "parallel_backend": _parallel_backend(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _parallel_backend() -> str:
+    from ..kernels import parallel
+
+    return parallel.backend()
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -54,7 +54,10 @@ def markdown(res: Results) -> str:
         f"- measured peak sgemm {res.peak_gflops:.1f} GFLOP/s, copy bandwidth "
         f"{res.copy_gbs:.1f} GB/s; input scale {res.scale}; median of {res.repeats} "
         f"interleaved runs after warm-up, {res.gap_s * 1e3:.0f} ms idle before each run "
-        f"({ORT_SETTLE_S * 1e3:.0f} ms after an ONNX Runtime run, whose workers spin longer)",
+        f"({ORT_SETTLE_S * 1e3:.0f} ms after an ONNX Runtime run, whose workers spin longer)"
+        + (f", then (untimed) {res.before} right before it, as in a network"
+           if res.before else ""),
+        f"- the compiled kernel's threads: {m.get('parallel_backend', 'n/a')}",
         "- SP = sub-pixel conv / D-SP deconvolution, NN = resize conv / D-NN deconvolution. "
         "× best baseline: best PyTorch/ONNX Runtime time of the same function divided by this "
         "one (> 1 is faster). GFLOP/s counts the useful multiply-adds (SP: r²K²·Cin·C, NN: "
@@ -97,13 +100,21 @@ def write_results(res: Results, out_dir: Path, name: str = "latest") -> list[Pat
     The dated copies are ``bench-<stamp>.*`` for the default name ``latest`` (the paper's
     layers) and ``<name>-<stamp>.*`` otherwise (e.g. ``heldout-20261121T151326Z.md``).
     """
+    return write_document(res.to_json(), markdown(res), out_dir, name, res.machine["date_utc"],
+                          dated="bench" if name == "latest" else name)
+
+
+def write_document(data: dict, text: str, out_dir: Path, name: str, date_utc: str,
+                   dated: str | None = None) -> list[Path]:
+    """``<name>.md`` (``text``) / ``<name>.json`` (``data``) plus copies stamped with
+    ``date_utc`` (``<dated or name>-<stamp>.*``) in ``out_dir``, written atomically."""
     if not name or name != Path(name).name or name.startswith("."):
         raise ValueError(f"name must be a plain file stem, got {name!r}")
-    stamp = res.machine["date_utc"].replace(":", "").replace("-", "")
-    md, js = markdown(res), json.dumps(res.to_json(), indent=1)
-    dated = "bench" if name == "latest" else name
+    stamp = date_utc.replace(":", "").replace("-", "")
+    js = json.dumps(data, indent=1)
+    dated = dated or name
     paths = [out_dir / f"{name}.md", out_dir / f"{name}.json",
              out_dir / f"{dated}-{stamp}.md", out_dir / f"{dated}-{stamp}.json"]
-    for path, text in zip(paths, (md, js, md, js), strict=True):
-        _write_atomic(path, text)
+    for path, content in zip(paths, (text, js, text, js), strict=True):
+        _write_atomic(path, content)
     return paths

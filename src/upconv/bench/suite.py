@@ -54,6 +54,8 @@ class Results:
     reduced: list[Row] = field(default_factory=list)
     reduced_scale: float = 0.0
     gap_s: float = 0.0
+    #: what ran (untimed) right before every timed call: "" for nothing
+    before: str = ""
     targets: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -64,9 +66,21 @@ def _out_bytes(layer: Layer) -> int:
     return 4 * layer.n * layer.c * layer.r**2 * layer.h * layer.w
 
 
+def previous_conv(layer: Layer, tensors: LayerTensors) -> Callable[[], object]:
+    """The network's layer before the upsampler, as PyTorch runs it: a ``Cin → Cin`` 3×3 conv
+    + ReLU on the layer's input (untimed, before each timed call: see
+    :func:`~upconv.bench.measure.interleaved_times`)."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(layer.cin, layer.cin, 3, 3, generator=gen) * 0.05
+    return lambda: torch.relu(torch.nn.functional.conv2d(tensors.x, w, padding=1))
+
+
+PREVIOUS_CONV = "PyTorch conv Cin→Cin 3×3 + ReLU on the layer's input"
+
+
 def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeats: int,
                   peak: float, bw: float, memory: bool = True, warmup: int = 2,
-                  gap_s: float = 0.0) -> list[Row]:
+                  gap_s: float = 0.0, interleave_conv: bool = True) -> list[Row]:
     """Check every case against PyTorch's C-SP / C-NN, time them interleaved, build rows."""
     want = expected(layer, tensors)
     errors = {}
@@ -75,7 +89,8 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
             got = torch.as_tensor(np.asarray(case.fn()))
         errors[case.name] = float((got - want[case.expected_key]).abs().max())
     times = interleaved_times({c.name: c.fn for c in cases}, repeats, warmup, gap_s,
-                              {c.name: c.settle_s for c in cases if c.settle_s})
+                              {c.name: c.settle_s for c in cases if c.settle_s},
+                              previous_conv(layer, tensors) if interleave_conv else None)
     best = {}
     for case in cases:
         if case.family == "baseline":
@@ -100,10 +115,11 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
 def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
               threads: int | None = None, scale: float = 1.0, reduced_scale: float = 0.125,
               with_ort: bool = True, with_references: bool = True, memory: bool = True,
-              gap_s: float = 0.05,
+              gap_s: float = 0.05, interleave_conv: bool = True,
               progress: Callable[[str], None] = lambda msg: None) -> Results:
     """Run the suite on ``layer_ids`` (from either zoo, L… or H…); ``scale`` shrinks every
-    input (1.0 = the published sizes)."""
+    input (1.0 = the published sizes). With ``interleave_conv`` a PyTorch convolution (the
+    network's previous layer) runs right before every timed call, as in a model."""
     valid = all_layer_ids()
     unknown = [i for i in layer_ids if i not in valid]
     if unknown:
@@ -127,7 +143,8 @@ def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
         peak = peak_sgemm_gflops(threads, size=1024 if small_run else 2048)
         bw = copy_bandwidth_gbs(threads, megabytes=64 if small_run else 256)
         res = Results(machine_info(threads), peak, bw, repeats, scale,
-                      reduced_scale=reduced_scale, gap_s=gap_s)
+                      reduced_scale=reduced_scale, gap_s=gap_s,
+                      before=PREVIOUS_CONV if interleave_conv else "")
         for lid in layer_ids:
             layer = layer_by_id(lid).scaled(scale) if scale != 1.0 else layer_by_id(lid)
             tensors = make_tensors(layer)
@@ -137,7 +154,7 @@ def run_suite(layer_ids: Sequence[str] = tuple(LAYERS), repeats: int = 7,
             cases += upconv_cases(layer, tensors, UPCONV_ALGORITHMS)
             progress(f"{lid}: {len(cases)} implementations × {repeats} runs")
             res.rows += measure_layer(layer, tensors, cases, repeats, peak, bw, memory,
-                                      gap_s=gap_s)
+                                      gap_s=gap_s, interleave_conv=interleave_conv)
             if with_references:
                 small = layer.scaled(reduced_scale)
                 small_t = make_tensors(small)

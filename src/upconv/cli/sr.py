@@ -17,7 +17,8 @@ def _edge_model(net, algorithm: str):
 
 def _load(model: str | None, scale: int):
     """upconv's own ESPCN (bundled name, or a file saved by upconv), else any checkpoint
-    spandrel recognises (:func:`upconv.load_model`: an ``upconv.LoadedModel``)."""
+    spandrel recognises (:func:`upconv.load_model`, as a
+    :class:`~upconv.load.CheckpointNetwork`)."""
     from pathlib import Path
 
     from ..sr.pretrained import load_for_scale
@@ -41,7 +42,7 @@ def _load(model: str | None, scale: int):
         raise click.BadParameter(f"{model} is a ×{loaded.scale} {loaded.architecture} model "
                                  f"but --scale is {scale}; pass --scale {loaded.scale}",
                                  param_hint="--model")
-    return loaded
+    return loaded.network()
 
 
 def _threads(threads: int | None) -> None:
@@ -61,9 +62,24 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
                               help="CPU threads for PyTorch (default: PyTorch's choice).")
 
 
+def _build_model(model: str | None, scale: int, algorithm: str):
+    """The network ``upscale`` runs (picklable by reference, so Ray workers can build it)."""
+    from ..sr.pretrained import load_for_scale
+
+    return _edge_model(load_for_scale(model, scale), algorithm)
+
+
+def _is_ray_address(value: str) -> bool:
+    """``auto``, ``local``, ``HOST:PORT`` or ``ray://...``: anything else after ``--ray`` is
+    an input folder."""
+    import re
+
+    return (value in ("auto", "local") or "://" in value
+            or re.fullmatch(r"[\w.-]+:\d+", value) is not None)
+
+
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="IN...",
-                type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, metavar="IN...", type=click.Path(path_type=str))
 @click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (created if missing). Default: next to each input.")
 @scale_option
@@ -78,21 +94,108 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
                    "outputs may differ from untiled by ~1 float32 ulp.")
 @click.option("--overwrite", is_flag=True,
               help="Replace earlier outputs (never an input) instead of picking a new name.")
+@click.option("--format", "format_", type=click.Choice(["auto", "png", "tiff", "jpeg"]),
+              default="auto", show_default=True,
+              help="Image output format; auto: PNG and TIFF inputs keep theirs, others PNG.")
+@click.option("--codec", default=None, metavar="ENCODER",
+              help="Video encoder (FFmpeg name). Default: libx264 (libvpx-vp9 for .webm).")
+@click.option("--crf", type=click.IntRange(min=0, max=63), default=None,
+              help="Video quality: the encoder's constant rate factor (lower is better). "
+                   "Default: 18 for libx264.")
+@click.option("--preset", default=None,
+              help="Video encoder speed preset (x264 / x265: ultrafast ... veryslow).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Video frames per network call.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]",
+              help="Run a folder on Ray Data: a local Ray instance, or the cluster at ADDRESS "
+                   "(auto, HOST:PORT, ray://HOST:PORT). Needs -o; resumable; writes "
+                   "upconv-manifest.json there.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: model replicas (actors). Default: one per CPU.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
+              help="Where the network runs. On CUDA the converted upsampler runs the REVD2 "
+                   "Triton kernel (docs/gpu.md).")
 @threads_option
-def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, threads) -> None:
-    """Upscale images (RGB, grey, RGBA; any size): Y through the network, chroma and alpha by
-    bicubic. Writes NAME-xSCALE.png; unreadable files are reported and skipped."""
+def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, format_, codec,
+            crf, preset, batch, ray_address, workers, device, threads) -> None:
+    """Upscale images (grey, RGB, alpha; 8/16-bit, float TIFF) and videos (.mp4 .mkv .mov
+    .webm .avi): luma through the network (RGB for RGB networks), chroma and alpha by
+    bicubic. Keeps bit depth, ICC profile, dpi and EXIF (orientation applied); videos keep
+    timing and audio. Writes NAME-xSCALE.EXT; unreadable files are reported and skipped."""
     from ..sr.upscale import upscale_files
+    from ..sr.video import VideoOptions
 
+    if ray_address is not None and not _is_ray_address(ray_address):
+        inputs, ray_address = (ray_address, *inputs), "local"
+    if not inputs:
+        raise click.UsageError("give at least one input file or folder")
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers is for --ray runs")
+    if ray_address is not None and device != "cpu":
+        raise click.UsageError("--ray runs on the workers' CPUs; --device is for local runs")
     _threads(threads)
-    net = _edge_model(_load(model, scale), algorithm)
+    target = _device(device)
+    net = _edge_model(_load(model, scale), algorithm).to(target)
+    if ray_address is not None:
+        _upscale_on_ray(inputs, outdir, ray_address, workers, model=model, scale=scale,
+                        algorithm=algorithm, tile=tile, exact=not fast, format_=format_,
+                        threads=threads)
+        return
+    video = VideoOptions(codec=codec, crf=crf, preset=preset, batch=batch)
     try:
         failures, total = upscale_files(inputs, net, outdir=outdir, tile=tile, exact=not fast,
-                                        overwrite=overwrite, echo=click.echo)
+                                        overwrite=overwrite, format=format_, video=video,
+                                        echo=click.echo)
     except OSError as err:
         raise click.ClickException(str(err)) from None
     if failures:
         raise click.ClickException(f"{failures} of {total} input(s) failed (see above)")
+
+
+def _device(name: str):
+    """``--device``: a torch.device that exists here, else a clear error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise click.BadParameter(f"{name!r} is not a device ({err}); use cpu or cuda[:N]",
+                                 param_hint="--device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available on this machine (PyTorch "
+                                     f"{torch.__version__}); use --device cpu",
+                                     param_hint="--device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"there are {torch.cuda.device_count()} CUDA device(s); "
+                                     f"{name} does not exist", param_hint="--device")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"{name!r}: use cpu or cuda[:N]", param_hint="--device")
+    return device
+
+
+def _upscale_on_ray(inputs, outdir, address, workers, *, model, scale, algorithm, tile, exact,
+                    format_, threads) -> None:
+    import functools
+
+    from ..sr.batch import upscale_collection
+
+    if len(inputs) != 1:
+        raise click.UsageError("--ray takes one input folder")
+    if outdir is None:
+        raise click.UsageError("--ray needs an output folder: -o OUT_DIR")
+    factory = functools.partial(_build_model, model, scale, algorithm)
+    try:
+        report = upscale_collection(inputs[0], outdir, factory, scale=scale, tile=tile,
+                                    exact=exact, format=format_, address=address,
+                                    workers=workers, threads=threads or 1, echo=click.echo)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(report.describe())
+    if report.failed:
+        raise click.ClickException(f"{report.failed} of {report.total} image(s) failed; "
+                                   f"see {report.manifest}")
 
 
 @click.command()

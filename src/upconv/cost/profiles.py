@@ -187,9 +187,14 @@ def profile_from_dict(data: dict, where: str = "<dict>") -> HardwareProfile:
 
 
 def user_profile_dir() -> Path:
-    """Where ``upconv calibrate`` writes profiles by default."""
-    import platformdirs
-
+    """Where ``upconv calibrate`` writes profiles by default (``platformdirs``' user data dir;
+    where it is not installed, ``$XDG_DATA_HOME/upconv`` or ``~/.local/share/upconv``)."""
+    try:
+        import platformdirs
+    except ImportError:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
+                                                               ".local", "share")
+        return Path(base) / "upconv" / "profiles"
     return Path(platformdirs.user_data_dir("upconv")) / "profiles"
 
 

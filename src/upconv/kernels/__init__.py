@@ -5,6 +5,6 @@
 instead. Kernels compile on first use and are cached on disk by numba.
 """
 
-from .revd2 import deconv2d_revd2_compiled, sync_threads, unsupported_reason
+from .revd2 import deconv2d_revd2_compiled, unsupported_reason
 
-__all__ = ["deconv2d_revd2_compiled", "sync_threads", "unsupported_reason"]
+__all__ = ["deconv2d_revd2_compiled", "unsupported_reason"]

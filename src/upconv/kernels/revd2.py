@@ -9,7 +9,9 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   to each other. When phases reach different tap counts (a resize convolution's do), every
   chunk repeats the same pattern of whole channels' phases and the micro-kernel skips, per
   slot, the taps it does not reach: no multiply by a structural zero, one input pass.
-* Work is split over ``(batch, phase-grid row)`` with ``numba.prange``. For each row, the
+* Work is split over ``(batch, phase-grid row)`` tasks, run on PyTorch's own OpenMP team
+  (:mod:`upconv.kernels.parallel`: no second thread pool competes with PyTorch's for the
+  cores); threads take chunks of rows from an atomic counter. For each row, the
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
   of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
   :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
@@ -25,28 +27,20 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
 
 from __future__ import annotations
 
-import os
-import threading
+import functools
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import torch
-from numba import literally, prange
+from numba import literally, types
 from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
+from . import parallel
 from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma
+from .parallel import atomic_add, block_from, f32_ptr, i64_ptr
 from .weight_cache import derived
-
-# numba's threading layer. Its OpenMP layer loads a second libgomp next to PyTorch's; whichever
-# spin-waits holds a core, and on a small loaded machine each parallel call then waited for a
-# scheduler tick: measured ~8 ms per call on 2 cores against ~0.5 ms with numba's own
-# "workqueue" pool. That pool must not be entered by two Python threads at once, so calls into
-# the kernel are serialised by a lock. An explicit NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-_LAUNCH = threading.Lock()
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
@@ -105,31 +99,34 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _stage_rows(x, n, qh, depth, ring, state):
+def _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, depth, ring, state):
     """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like.
 
-    For inputs whose columns are not contiguous (channels_last). ``ring`` is one thread's
-    ``2·depth`` row slots of ``Cin × W`` floats; row ``i`` goes to slots ``i % depth`` and
-    ``i % depth + depth``, so rows ``qh, qh − 1, …`` sit at slot ``qh % depth + depth`` and
-    below: one row stride, as :func:`strip_fma` reads them. ``state = (n, rows staged up to)``:
-    a thread walking consecutive rows copies one new row per call.
+    For inputs whose columns are not contiguous (channels_last): ``x`` is the input's memory,
+    element ``(n, ic, i, col)`` at ``n·s_n + ic·s_c + i·s_h + col·s_w``. ``ring`` is one
+    thread's ``2·depth`` row slots of ``Cin × W`` floats; row ``i`` goes to slots
+    ``i % depth`` and ``i % depth + depth``, so rows ``qh, qh − 1, …`` sit at slot
+    ``qh % depth + depth`` and below: one row stride, as :func:`strip_fma` reads them.
+    ``state = (n, rows staged up to)``: a thread walking consecutive rows copies one new row
+    per call.
     """
-    _, cin, h_in, w_in = x.shape
     block = cin * w_in
     lo = max(0, qh - depth + 1)
     hi = min(qh + 1, h_in)
     start = state[1] if (state[0] == n and lo <= state[1] <= hi) else lo
-    channels_inner = x.strides[1] < x.strides[3]
     for i in range(start, hi):
         slot = (i % depth) * block
-        if channels_inner:  # channels_last: read along channels
+        base = n * s_n + i * s_h
+        if s_c < s_w:  # channels_last: read along channels
             for col in range(w_in):
+                at = base + col * s_w
                 for ic in range(cin):
-                    ring[slot + ic * w_in + col] = x[n, ic, i, col]
+                    ring[slot + ic * w_in + col] = x[at + ic * s_c]
         else:
             for ic in range(cin):
+                at = base + ic * s_c
                 for col in range(w_in):
-                    ring[slot + ic * w_in + col] = x[n, ic, i, col]
+                    ring[slot + ic * w_in + col] = x[at + col * s_w]
         mirror = slot + depth * block
         ring[mirror : mirror + block] = ring[slot : slot + block]
     state[0] = n
@@ -176,30 +173,27 @@ def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, t
                       nvalid, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, 1, True, taps)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh, sw, top, left,
-                 qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb, nv, taps):
-    """All outputs of one phase group, reading ``x (N, Cin, H, W)`` in place (unit column
-    stride, any other strides); ``y`` C-contiguous.
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _rows(x, s_n, s_c, s_h, h_in, w_in, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, row, sh,
+          sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, task_lo, task_hi, nb, nv, taps):
+    """Row tasks ``[task_lo, task_hi)`` (task = ``n·rows + qh − qh_lo``) of one phase group,
+    reading the input in place: ``x`` its memory, element ``(n, ic, i, col)`` at
+    ``n·s_n + ic·s_c + i·s_h + col`` (unit column stride); ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
-    ``bias (C, bh, bw)``; ``scratch (threads, ≥ nb·row_pitch)`` one phase-row accumulator per
-    thread, written once per row and slot into the output. ``nb``, ``nv`` and ``taps``
+    ``bias (C, bh, bw)``; ``row`` this thread's phase-row accumulator (``≥ nb·row_pitch``),
+    written once per row and slot into the output. ``nb``, ``nv`` and ``taps``
     (:func:`upconv.kernels._simd.encode_taps`) are literals.
     """
     literally(nb)
     literally(nv)
     literally(taps)
-    n_batch, _, h_in, w_in = x.shape
     th_n = wpack.shape[2]
-    item = x.itemsize
-    s_n, s_c, s_h = x.strides[0] // item, x.strides[1] // item, x.strides[2] // item
     rows = qh_hi - qh_lo
     pitch = row_pitch(qw_hi - qw_lo, nv)  # floats per slot in the row buffer
-    for task in prange(n_batch * rows):
+    for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
-        row = scratch[numba.get_thread_id()]
         for chunk in range(slots.shape[0]):
             _chunk_row(x, n * s_n + qh * s_h, s_c, s_h, w_in, wpack, chunk, ic_block,
                        max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi, row, pitch, nb,
@@ -208,33 +202,116 @@ def _revd2_group(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, sh
                        qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True, boundscheck=False)
-def _revd2_group_staged(x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, scratch, ring,
-                        ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, nb,
-                        nv, taps):
-    """:func:`_revd2_group` for inputs whose columns are strided (channels_last): each thread
-    first copies the rows it reads into its ``ring (threads, 2·Th·Cin·W)``
-    (:func:`_stage_rows`; ``ring_state (threads, 2)`` starts at -1). A separate entry point,
-    so that NCHW calls do not compile the staging."""
+@numba.njit(cache=True, fastmath=True, boundscheck=False)
+def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, slot_fh, slot_fw,
+                 bias, y, row, ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi,
+                 ic_block, task_lo, task_hi, nb, nv, taps):
+    """:func:`_rows` for inputs whose columns are strided (channels_last): the thread first
+    copies the rows a task reads into its ``ring (2·Th·Cin·W)`` (:func:`_stage_rows`;
+    ``ring_state (2,)`` starts at -1). A separate entry point, so that NCHW calls do not
+    compile the staging."""
     literally(nb)
     literally(nv)
     literally(taps)
-    n_batch, cin, h_in, w_in = x.shape
     th_n = wpack.shape[2]
     rows = qh_hi - qh_lo
     pitch = row_pitch(qw_hi - qw_lo, nv)
-    for task in prange(n_batch * rows):
+    for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
-        thread = numba.get_thread_id()
-        row = scratch[thread]
-        _stage_rows(x, n, qh, th_n, ring[thread], ring_state[thread])
+        _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, th_n, ring, ring_state)
         for chunk in range(slots.shape[0]):
-            _chunk_row(ring[thread], (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in, w_in,
-                       wpack, chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo,
-                       qw_hi, row, pitch, nb, nv, taps)
+            _chunk_row(ring, (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in, w_in, wpack,
+                       chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi,
+                       row, pitch, nb, nv, taps)
             _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
                        qw_lo, qw_hi - qw_lo, sh, sw, top, left)
+
+
+# --- the parallel launch: one int64 block describes a group's work to every thread --------
+# Counters (updated atomically by the threads), then addresses and sizes (set by _launch).
+(B_THREAD, B_NEXT, B_THREADS, B_TASKS, B_CHUNK, B_X, B_X_LEN, B_SN, B_SC, B_SH, B_SW, B_N, B_CIN,
+ B_H, B_W, B_WPACK, B_CHUNKS, B_TH, B_TW, B_NB, B_SLOTS, B_SLOT_C, B_SLOT_FH, B_SLOT_FW,
+ B_NSLOTS, B_BIAS, B_C, B_BH, B_BW, B_Y, B_OH, B_OW, B_SCRATCH, B_SCRATCH_LEN, B_RING,
+ B_RING_LEN, B_RING_STATE, B_STRIDE_H, B_STRIDE_W, B_TOP, B_LEFT, B_QH_LO, B_QH_HI, B_QW_LO,
+ B_QW_HI, B_IC_BLOCK, BLOCK_LEN) = range(47)
+
+
+@numba.njit(cache=True)
+def _unpack(blk):
+    """The arrays a block points to: ``x`` (1-D, the input's memory), ``wpack``, ``slots``,
+    ``slot_c``, ``slot_fh``, ``slot_fw``, ``bias``, ``y``."""
+    x = numba.carray(f32_ptr(blk[B_X]), (blk[B_X_LEN],))
+    wpack = numba.carray(f32_ptr(blk[B_WPACK]), (blk[B_CHUNKS], blk[B_CIN], blk[B_TH],
+                                                 blk[B_TW], blk[B_NB]))
+    slots = numba.carray(i64_ptr(blk[B_SLOTS]), (blk[B_CHUNKS], blk[B_NB]))
+    slot_c = numba.carray(i64_ptr(blk[B_SLOT_C]), (blk[B_NSLOTS],))
+    slot_fh = numba.carray(i64_ptr(blk[B_SLOT_FH]), (blk[B_NSLOTS],))
+    slot_fw = numba.carray(i64_ptr(blk[B_SLOT_FW]), (blk[B_NSLOTS],))
+    bias = numba.carray(f32_ptr(blk[B_BIAS]), (blk[B_C], blk[B_BH], blk[B_BW]))
+    y = numba.carray(f32_ptr(blk[B_Y]), (blk[B_N], blk[B_C], blk[B_OH], blk[B_OW]))
+    return x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y
+
+
+@numba.njit(cache=True)
+def _thread_buffer(blk, thread, at, length):
+    """Thread ``thread``'s ``length`` floats of the per-thread buffer whose address is
+    ``blk[at]``."""
+    return numba.carray(f32_ptr(blk[at] + 4 * thread * blk[length]), (blk[length],))
+
+
+_BODY_OPTIONS = {"cache": True, "fastmath": True, "boundscheck": False}
+
+
+@functools.cache
+def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
+    """Address of the compiled parallel body ``void body(int64 *block)`` of one kernel variant.
+
+    Every thread of the team calls it with the same block: it takes a thread index and then
+    chunks of row tasks from the block's atomic counters until none are left (any team size
+    finishes the work). Compiled once per variant and cached on disk by numba (the closure's
+    constants are part of the cache key).
+    """
+    if staged:
+        @numba.cfunc(types.void(types.voidptr), **_BODY_OPTIONS)
+        def body(data):
+            blk = numba.carray(block_from(data), (BLOCK_LEN,))
+            thread = atomic_add(blk, B_THREAD, 1)
+            if thread >= blk[B_THREADS]:
+                return
+            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y = _unpack(blk)
+            row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
+            ring = _thread_buffer(blk, thread, B_RING, B_RING_LEN)
+            state = numba.carray(i64_ptr(blk[B_RING_STATE] + 16 * thread), (2,))
+            state[0] = -1
+            state[1] = -1
+            tasks, chunk = blk[B_TASKS], blk[B_CHUNK]
+            t0 = atomic_add(blk, B_NEXT, chunk)
+            while t0 < tasks:
+                _rows_staged(x, blk[B_SN], blk[B_SC], blk[B_SH], blk[B_SW], blk[B_CIN], blk[B_H],
+                             blk[B_W], wpack, slots, slot_c, slot_fh, slot_fw, bias, y, row, ring,
+                             state, blk[B_STRIDE_H], blk[B_STRIDE_W], blk[B_TOP], blk[B_LEFT],
+                             blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO], blk[B_QW_HI],
+                             blk[B_IC_BLOCK], t0, min(tasks, t0 + chunk), nb, nv, taps)
+                t0 = atomic_add(blk, B_NEXT, chunk)
+    else:
+        @numba.cfunc(types.void(types.voidptr), **_BODY_OPTIONS)
+        def body(data):
+            blk = numba.carray(block_from(data), (BLOCK_LEN,))
+            thread = atomic_add(blk, B_THREAD, 1)
+            if thread >= blk[B_THREADS]:
+                return
+            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y = _unpack(blk)
+            row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
+            tasks, chunk = blk[B_TASKS], blk[B_CHUNK]
+            t0 = atomic_add(blk, B_NEXT, chunk)
+            while t0 < tasks:
+                _rows(x, blk[B_SN], blk[B_SC], blk[B_SH], blk[B_H], blk[B_W], wpack, slots,
+                      slot_c, slot_fh, slot_fw, bias, y, row, blk[B_STRIDE_H], blk[B_STRIDE_W],
+                      blk[B_TOP], blk[B_LEFT], blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO],
+                      blk[B_QW_HI], blk[B_IC_BLOCK], t0, min(tasks, t0 + chunk), nb, nv, taps)
+                t0 = atomic_add(blk, B_NEXT, chunk)
+    return body.address
 
 
 @dataclass(frozen=True)
@@ -400,73 +477,74 @@ def unsupported_reason(x: Tensor, weight: Tensor, bias: Tensor | None) -> str | 
     return None
 
 
-def sync_threads() -> int:
-    """Run numba's parallel loops on ``torch.get_num_threads()`` threads (at most numba's pool)."""
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if numba.get_num_threads() != threads:
-        numba.set_num_threads(threads)
-    return threads
-
-
 def deconv2d_revd2_compiled(
     x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, padding: Pad4,
-    output_padding: IntPair, out_size: IntPair,
+    output_padding: IntPair, out_size: IntPair, out: Tensor | None = None,
 ) -> Tensor:
     """Compiled REVD2: ``x (N, Cin, H, W)``, ``weight (Cin, C, Kh, Kw)`` → ``(N, C, *out_size)``.
 
     Same contract as the references in :mod:`upconv.algorithms`; float32 CPU tensors only
     (check :func:`unsupported_reason` first). NCHW inputs are read in place; channels_last (any
     input whose columns are strided) is staged a few rows at a time per thread (no copy of the
-    whole input).
+    whole input). ``out``: a C-contiguous float32 ``(N, C, *out_size)`` tensor to write every
+    output element into (returned); otherwise a new one is allocated. Runs on
+    ``torch.get_num_threads()`` threads of PyTorch's own OpenMP team
+    (:mod:`upconv.kernels.parallel`).
     """
     n, _, h, w = x.shape
     c = weight.shape[1]
     plan = plan_for(weight, stride, padding, out_size, (h, w))
-    y = torch.empty((n, c, *out_size), dtype=torch.float32)
+    if out is not None and out.is_contiguous() and out.dtype == torch.float32:
+        y = out
+    else:
+        y = torch.empty((n, c, *out_size), dtype=torch.float32)
     if bias is None:
         b = np.zeros((c, 1, 1), np.float32)
     else:  # per-channel bias as a period-(1, 1) periodic one
         period = (1, 1) if bias.ndim == 1 else tuple(bias.shape[1:])
         b = np.ascontiguousarray(bias.detach().reshape(c, *period).numpy())
-    x_np = x.detach().numpy()
-    y_np = y.numpy()
-    sync_threads()
-    (sh, sw), (top, _, left, _) = stride, padding
-    staged = x_np.strides[3] != x_np.itemsize  # strided columns (channels_last)
-    threads = numba.get_num_threads()
-    cin = x_np.shape[1]
+    threads = torch.get_num_threads()
+    staged = x.stride(3) != 1  # strided columns (channels_last)
     for g in plan.groups:
-        (qw_lo, qw_hi), depth = g.qw, g.wpack.shape[2]
-        scratch = np.empty((threads, g.nb * row_pitch(qw_hi - qw_lo, g.nv)), np.float32)
-        geometry = (sh, sw, top, left, g.qh[0], g.qh[1], qw_lo, qw_hi, IC_BLOCK, g.nb, g.nv,
-                    g.taps)
-        head = (x_np, g.wpack, g.slots, plan.slot_c, plan.slot_fh, plan.slot_fw, b, y_np, scratch)
-        if staged:
-            ring = np.empty((threads, 2 * depth * cin * w), np.float32)
-            ring_state = np.full((threads, 2), -1, np.int64)
-            kernel, args = _revd2_group_staged, (*head, ring, ring_state, *geometry)
-        else:
-            kernel, args = _revd2_group, (*head, *geometry)
-        with _LAUNCH:
-            _specialised(kernel, args)(*args)
+        _launch(g, plan, x, b, y, stride, padding, threads, staged)
+    if out is not None and y is not out:
+        out.copy_(y)
+        return out
     return y
 
 
-_ENTRY_POINTS: dict[tuple, object] = {}
+deconv2d_revd2_compiled.takes_out = True  # type: ignore[attr-defined]
 
 
-def _specialised(kernel, args: tuple) -> object:
-    """The compiled ``kernel`` (a group entry point) for these argument types, ``nb, nv, taps``
-    literal.
-
-    Calling the dispatcher with literal arguments re-runs numba's literal dispatch on every
-    call (tens of milliseconds); resolving the overload once and calling its entry point
-    costs microseconds. Compiled overloads come from numba's on-disk cache when present.
-    """
-    *rest, nb, nv, taps = args
-    sig = (*(numba.typeof(a) for a in rest), *(numba.types.literal(v) for v in (nb, nv, taps)))
-    entry = _ENTRY_POINTS.get((kernel.py_func, sig))
-    if entry is None:
-        kernel.compile(sig)
-        entry = _ENTRY_POINTS[kernel.py_func, sig] = kernel.overloads[sig].entry_point
-    return entry
+def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stride: IntPair,
+            padding: Pad4, threads: int, staged: bool) -> None:
+    """Compute phase group ``g`` of ``y`` on ``threads`` threads (one parallel region)."""
+    n, cin, h, w = x.shape
+    (qw_lo, qw_hi), depth = g.qw, g.wpack.shape[2]
+    tasks = n * (g.qh[1] - g.qh[0])
+    scratch_len = g.nb * row_pitch(qw_hi - qw_lo, g.nv)
+    scratch = np.empty((threads, scratch_len), np.float32)
+    ring_len = 2 * depth * cin * w if staged else 0
+    ring = np.empty((threads, ring_len), np.float32)
+    ring_state = np.empty((threads, 2), np.int64)
+    x_len = 1 + sum((size - 1) * step for size, step in zip(x.shape, x.stride(), strict=True))
+    (sh, sw), (top, _, left, _) = stride, padding
+    blk = np.zeros(BLOCK_LEN, np.int64)
+    for field, value in (
+        (B_THREADS, threads), (B_TASKS, tasks), (B_CHUNK, max(1, tasks // (8 * threads))),
+        (B_X, x.data_ptr()), (B_X_LEN, x_len), (B_SN, x.stride(0)), (B_SC, x.stride(1)),
+        (B_SH, x.stride(2)), (B_SW, x.stride(3)), (B_N, n), (B_CIN, cin), (B_H, h), (B_W, w),
+        (B_WPACK, g.wpack.ctypes.data), (B_CHUNKS, g.wpack.shape[0]), (B_TH, depth),
+        (B_TW, g.wpack.shape[3]), (B_NB, g.nb), (B_SLOTS, g.slots.ctypes.data),
+        (B_SLOT_C, plan.slot_c.ctypes.data), (B_SLOT_FH, plan.slot_fh.ctypes.data),
+        (B_SLOT_FW, plan.slot_fw.ctypes.data), (B_NSLOTS, plan.slot_c.shape[0]),
+        (B_BIAS, b.ctypes.data), (B_C, b.shape[0]), (B_BH, b.shape[1]), (B_BW, b.shape[2]),
+        (B_Y, y.data_ptr()), (B_OH, y.shape[2]), (B_OW, y.shape[3]),
+        (B_SCRATCH, scratch.ctypes.data), (B_SCRATCH_LEN, scratch_len),
+        (B_RING, ring.ctypes.data), (B_RING_LEN, ring_len),
+        (B_RING_STATE, ring_state.ctypes.data), (B_STRIDE_H, sh), (B_STRIDE_W, sw),
+        (B_TOP, top), (B_LEFT, left), (B_QH_LO, g.qh[0]), (B_QH_HI, g.qh[1]),
+        (B_QW_LO, qw_lo), (B_QW_HI, qw_hi), (B_IC_BLOCK, IC_BLOCK),
+    ):
+        blk[field] = value
+    parallel.run(_body(g.nb, g.nv, g.taps, staged), blk.ctypes.data, threads)

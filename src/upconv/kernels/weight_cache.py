@@ -28,7 +28,7 @@ def derived(weight: Tensor, key: Hashable, make: Callable[[], T]) -> T:
     ident = id(weight)
     entry = _CACHE.get(ident)
     if entry is None or entry[0]() is not weight:
-        entry = (weakref.ref(weight, lambda _, i=ident: _CACHE.pop(i, None)), {})
+        entry = (weakref.ref(weight, lambda _, i=ident, cache=_CACHE: cache.pop(i, None)), {})
         _CACHE[ident] = entry
     values = entry[1]
     full_key = (weight._version, weight.data_ptr(), key)

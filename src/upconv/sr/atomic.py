@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,16 +18,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
     Raises ``OSError`` (with the folder named) when the folder cannot be written.
     """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temp file path next to ``path`` (same suffix, so tools that go by the suffix, such
+    as FFmpeg, pick the right format) for the block to write; renamed to ``path`` when the
+    block succeeds, removed when it fails."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}",
+                                   dir=folder)
     except OSError as err:
         raise OSError(f"cannot write to folder {str(folder)!r}: {err.strerror or err}") from err
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
@@ -35,9 +51,3 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda f: f.write(data))

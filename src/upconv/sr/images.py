@@ -1,4 +1,7 @@
-"""Image I/O and colour for super-resolution (Pillow): read, Y channel, degrade, write.
+"""Image I/O and colour for training and evaluation (Pillow, 8 bits): read, Y, degrade, write.
+
+``upconv upscale`` reads and writes at the file's own depth with its metadata instead
+(:mod:`upconv.sr.imageio`, :mod:`upconv.sr.pixels`).
 
 The network sees the luma ``Y`` of full-range YCbCr (JPEG / Pillow convention, as in the
 PyTorch examples' super-resolution network) as float32 in ``[0, 1]``; chroma and alpha are
@@ -7,7 +10,10 @@ resized by bicubic interpolation.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +33,12 @@ class ImageError(ValueError):
     """An image file that cannot be used: unreadable, truncated, corrupt or empty."""
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read ``path`` fully (so truncation shows up now) as an ``L``, ``LA``, ``RGB`` or ``RGBA``.
-
-    Raises :class:`ImageError` naming the file and what is wrong with it.
-    """
-    path = Path(path)
+@contextlib.contextmanager
+def read_errors(path: Path) -> Iterator[None]:
+    """Turn what reading a bad image file raises (missing, a folder, not an image, too many
+    pixels, truncated or corrupt data) into an :class:`ImageError` naming ``path``."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = to_supported_mode(img)
+        yield
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -45,8 +47,19 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
     except Image.DecompressionBombError as err:
         raise ImageError(f"{path}: too many pixels for Pillow's safety limit ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+    except (OSError, SyntaxError, ValueError, zlib.error) as err:  # truncated or corrupt data
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from None
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read ``path`` fully (so truncation shows up now) as an ``L``, ``LA``, ``RGB`` or ``RGBA``.
+
+    Raises :class:`ImageError` naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    with read_errors(path), Image.open(path) as img:
+        img.load()
+        img = to_supported_mode(img)
     if img.width < 1 or img.height < 1:
         raise ImageError(f"{path}: the image is empty ({img.width}×{img.height} pixels)")
     return img

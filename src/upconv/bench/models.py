@@ -1,0 +1,257 @@
+"""Whole models, as users run them: trained vs converted, eager and ``torch.compile``.
+
+Each model runs as trained and as converted by :func:`upconv.convert` (its upsampler a
+deconvolution run by ``algorithm``), each eager and compiled (``torch.compile``, Inductor),
+timed interleaved in one process after warm-up (compilation happens there), medians. A
+profiler pass then attributes time to the upsampling layer inside each variant: the conv that
+feeds the pixel shuffle plus the shuffle itself (Inductor's generated kernels are named in the
+profile through ``cpp.enable_kernel_profile``) for the trained form, the
+``upconv::deconv2d`` operator for the converted one.
+
+Nothing here sets an environment variable: the figures are those of a default process.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .measure import machine_info
+
+
+class SRVGGCompact(nn.Module):
+    """SRVGG-compact (Real-ESRGAN's ``SRVGGNetCompact``) re-implemented: ``conv 3→F``, ``PReLU``,
+    ``num_conv × (conv F→F, PReLU)``, ``conv F→3·r²``, pixel shuffle, plus the input resized
+    ×r (nearest). ``(N, 3, H, W) → (N, 3, r·H, r·W)``."""
+
+    def __init__(self, features: int = 48, num_conv: int = 4, scale: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        layers: list[nn.Module] = [nn.Conv2d(3, features, 3, padding=1), nn.PReLU(features)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(features, features, 3, padding=1), nn.PReLU(features)]
+        layers += [nn.Conv2d(features, 3 * scale * scale, 3, padding=1)]
+        self.body = nn.Sequential(*layers)
+        self.upsampler = nn.PixelShuffle(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        base = F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return self.upsampler(self.body(x)) + base
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A benchmarked network: ``build()`` gives the trained model, ``shape`` its input."""
+
+    id: str
+    name: str
+    build: Callable[[], nn.Module]
+    shape: tuple[int, int, int, int]
+    #: ``(C·r², Cin, Kh, Kw)`` of the conv feeding the pixel shuffle: picks it out of profiles
+    upsampler_weight: tuple[int, int, int, int]
+
+
+def _espcn_x3() -> nn.Module:
+    from ..sr import load_pretrained
+
+    return load_pretrained("espcn-x3")
+
+
+def _srvgg() -> nn.Module:
+    torch.manual_seed(0)
+    return SRVGGCompact(32, 4, 4)
+
+
+MODELS: dict[str, ModelSpec] = {m.id: m for m in (
+    ModelSpec("M1", "bundled ESPCN ×3 (Y), BSD300 size", _espcn_x3, (1, 1, 321, 481),
+              (9, 32, 3, 3)),
+    ModelSpec("M2", "bundled ESPCN ×3 (Y), 360×640 → 1080×1920", _espcn_x3, (1, 1, 360, 640),
+              (9, 32, 3, 3)),
+    ModelSpec("M3", "SRVGG-compact ×4 RGB (32 features, 4 convs), 180×320 → 720×1280",
+              _srvgg, (1, 3, 180, 320), (48, 32, 3, 3)),
+)}
+
+
+@dataclass
+class ModelRow:
+    """One variant of one model, measured."""
+
+    model: str
+    variant: str  # "trained" / "converted"
+    mode: str  # "eager" / "compile"
+    ms: float
+    runs: int
+    speedup: float  # trained (same mode) / this
+    upsampler_ms: float | None  # the upsampling layer's own time per call (profiler)
+    upsampler_share: float | None  # of the profiled call
+    max_abs_error: float  # vs the trained eager output
+
+
+@dataclass
+class ModelResults:
+    machine: dict
+    algorithm: str
+    repeats: int
+    rows: list[ModelRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    targets: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _converted(model: nn.Module, x: Tensor, algorithm: str) -> nn.Module:
+    from ..convert import convert
+
+    converted, report = convert(model, (x,), algorithm=algorithm)
+    if not report.converted:
+        raise RuntimeError(f"nothing was converted in {type(model).__name__}: {report}")
+    return converted
+
+
+def _upsampler_ms(events, spec: ModelSpec, calls: int) -> tuple[float, float]:
+    """(upsampler ms per call, total ms per call) from a profile of ``calls`` calls."""
+    weight = list(spec.upsampler_weight)
+    ups = total = 0.0
+    for e in events:
+        name = e.name
+        shapes = e.input_shapes or []
+        is_up = (name == "upconv::deconv2d" or "pixel_shuffle" in name
+                 or (name in ("aten::mkldnn_convolution", "mkldnn::_convolution_pointwise",
+                              "aten::thnn_conv2d", "aten::_slow_conv2d_forward")
+                     and len(shapes) > 1 and list(shapes[1]) == weight))
+        if is_up:
+            ups += e.self_cpu_time_total
+        total += e.self_cpu_time_total
+    return ups / calls / 1e3, total / calls / 1e3
+
+
+def _profile(fn: Callable[[], object], spec: ModelSpec, calls: int = 3) -> tuple[float, float]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(calls):
+            fn()
+    return _upsampler_ms(prof.events(), spec, calls)
+
+
+def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
+                  warmup: int = 2, progress: Callable[[str], None] = lambda m: None
+                  ) -> list[ModelRow]:
+    """Time trained / converted × eager / compile of one model, interleaved; profile each."""
+    import torch._inductor.config as inductor_config
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(spec.shape, generator=gen)
+    trained = spec.build().eval()
+    converted = _converted(copy.deepcopy(trained), x, algorithm).eval()
+    torch._dynamo.reset()
+    variants: dict[tuple[str, str], Callable[[], Tensor]] = {}
+    with torch.no_grad(), inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        for name, model in (("trained", trained), ("converted", converted)):
+            variants[name, "eager"] = lambda m=model: m(x)
+            compiled = torch.compile(model, fullgraph=True)
+            variants[name, "compile"] = lambda c=compiled: c(x)
+        want = trained(x)
+        errors = {}
+        for key, fn in variants.items():
+            progress(f"{spec.id}: warm-up {key[0]} {key[1]}")
+            for _ in range(warmup):
+                out = fn()
+            errors[key] = float((out - want).abs().max())
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in variants}
+        keys = list(variants)
+        progress(f"{spec.id}: {repeats} interleaved rounds")
+        for i in range(repeats):
+            for key in keys[i % len(keys):] + keys[: i % len(keys)]:
+                t0 = time.perf_counter()
+                variants[key]()
+                times[key].append(time.perf_counter() - t0)
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    rows = []
+    for (variant, mode), fn in variants.items():
+        up, total = _profile(fn, spec)
+        rows.append(ModelRow(spec.id, variant, mode, ms[variant, mode], len(times[variant, mode]),
+                             ms["trained", mode] / ms[variant, mode], up,
+                             up / total if total else None, errors[variant, mode]))
+    return rows
+
+
+def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
+    """Issue 11's whole-model targets: converted ≥ 1.0× trained (eager and compiled) for every
+    model; the upsampling layer inside compiled ESPCN ×3 ≥ 1.3× its trained form."""
+    out = []
+    for r in rows:
+        if r.variant == "converted":
+            out.append({"model": r.model, "target": f"converted vs trained, {r.mode}",
+                        "value": round(r.speedup, 3), "goal": 1.0, "met": r.speedup >= 1.0})
+    for model in ("M1", "M2"):
+        pair = {r.variant: r for r in rows if r.model == model and r.mode == "compile"}
+        if {"trained", "converted"} <= set(pair) and pair["converted"].upsampler_ms:
+            value = pair["trained"].upsampler_ms / pair["converted"].upsampler_ms
+            out.append({"model": model, "target": "upsampling layer inside the compiled model "
+                        "vs its trained form (profiler)", "value": round(value, 3),
+                        "goal": 1.3, "met": value >= 1.3})
+    return out
+
+
+def run_models(ids: list[str] | None = None, algorithm: str = "revd2", repeats: int = 9,
+               threads: int | None = None, progress: Callable[[str], None] = lambda m: None
+               ) -> ModelResults:
+    """Measure every model in ``ids`` (default: all of :data:`MODELS`)."""
+    ids = list(MODELS) if ids is None else ids
+    unknown = [i for i in ids if i not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model id(s) {unknown}; choose from {', '.join(MODELS)}")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        res = ModelResults(machine_info(torch.get_num_threads()), algorithm, repeats)
+        for i in ids:
+            res.rows += measure_model(MODELS[i], algorithm, repeats, progress=progress)
+        res.targets = evaluate_targets(res.rows)
+        return res
+    finally:
+        torch.set_num_threads(before)
+
+
+def markdown(res: ModelResults) -> str:
+    """The results as a markdown document."""
+    m = res.machine
+    out = ["# upconv whole-model benchmark", "",
+           f"- date (UTC): {m['date_utc']}; CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs); "
+           f"threads: {m['threads']}; torch {m['torch']}, numba {m['numba']}, upconv "
+           f"{m['upconv']}; load average at start: {m['load_average']}; OpenMP environment: "
+           f"{m.get('omp_env') or 'defaults (nothing set)'}",
+           f"- converted = `upconv.convert(model, x, algorithm={res.algorithm!r})`; compile = "
+           "`torch.compile(model, fullgraph=True)` (Inductor); median of "
+           f"{res.repeats} interleaved runs after warm-up. × trained: the trained model's time "
+           "in the same mode over this one. Upsampler: the upsampling layer's own time per "
+           "call in a profiled run (trained: the conv feeding the shuffle + the shuffle; "
+           "converted: the upconv::deconv2d operator), and its share of the profiled call.",
+           "", "## Targets", "", "| model | target | measured | goal | met |",
+           "|---|---|---:|---:|---|"]
+    for t in res.targets:
+        out.append(f"| {t['model']} | {t['target']} | {t['value']} | {t['goal']} | "
+                   f"{'yes' if t['met'] else '**no**'} |")
+    out += ["", "## Models", ""]
+    for spec in MODELS.values():
+        if any(r.model == spec.id for r in res.rows):
+            out.append(f"- {spec.id}: {spec.name}, input {'×'.join(map(str, spec.shape))}")
+    out += ["", "| model | variant | mode | ms | × trained | upsampler ms | upsampler share | "
+            "max abs err |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in res.rows:
+        up = "" if r.upsampler_ms is None else f"{r.upsampler_ms:.2f}"
+        share = "" if r.upsampler_share is None else f"{100 * r.upsampler_share:.0f} %"
+        out.append(f"| {r.model} | {r.variant} | {r.mode} | {r.ms:.1f} | {r.speedup:.2f} | "
+                   f"{up} | {share} | {r.max_abs_error:.1e} |")
+    out += [f"- {n}" for n in res.notes]
+    return "\n".join(out) + "\n"

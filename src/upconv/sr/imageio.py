@@ -1,0 +1,358 @@
+"""Read and write images at full precision, with their metadata.
+
+:func:`read_picture` gives the samples as they are stored (8/16-bit integer, or float32)
+with EXIF orientation applied; :func:`write_picture` writes them back at the same depth with
+the metadata that still applies (:mod:`upconv.sr.metadata`). Each format is read by the
+library that keeps its full depth: Pillow for 8-bit images, 16-bit grey and float grey;
+pypng for 16-bit colour PNG (Pillow reduces it to 8 bits); tifffile for 16-bit colour and
+float colour TIFF.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .atomic import atomic_write
+from .images import ImageError, read_errors
+from .metadata import (
+    ImageMeta,
+    clean_exif,
+    exif_for_size,
+    has_sub_ifds,
+    icc_fits,
+    orient,
+    read_meta,
+)
+
+#: Output formats: name → (file suffix, lossless).
+FORMATS = {"png": (".png", True), "tiff": (".tif", True), "jpeg": (".jpg", False)}
+
+#: Pillow format names whose files are written back in their own format by default.
+LOSSLESS_SOURCES = {"PNG": "png", "TIFF": "tiff"}
+
+_CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass
+class Picture:
+    """Pixels at full precision and their metadata.
+
+    ``pixels``: ``(H, W, C)``, ``C`` = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; uint8, uint16 or
+    float32. ``source_format``: the format read (Pillow's name: ``"PNG"``, ``"JPEG"``, ...).
+    """
+
+    pixels: np.ndarray
+    meta: ImageMeta
+    source_format: str = "PNG"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` in pixels."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[2]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    def describe(self) -> str:
+        """e.g. ``"RGB 16-bit"``, ``"L float32"``."""
+        dtype = self.pixels.dtype
+        depth = "float32" if dtype == np.float32 else f"{8 * dtype.itemsize}-bit"
+        return f"{_CHANNEL_MODES[self.channels]} {depth}"
+
+
+def default_format(source_format: str, requested: str | None = None) -> str:
+    """The output format: ``requested`` (a key of :data:`FORMATS`) or, by default, the
+    source's own format when lossless (PNG, TIFF) and PNG otherwise."""
+    if requested not in (None, "auto"):
+        if requested not in FORMATS:
+            raise ValueError(f"unknown format {requested!r}; choose from {', '.join(FORMATS)}")
+        return requested
+    return LOSSLESS_SOURCES.get(source_format, "png")
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def read_picture(path: str | os.PathLike[str]) -> Picture:
+    """Read ``path`` fully at its stored depth, orientation applied. Raises
+    :class:`~upconv.sr.images.ImageError` naming the file and what is wrong with it."""
+    path = Path(path)
+    with read_errors(path):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                meta = read_meta(img)
+                fmt = img.format or "PNG"
+                pixels = _pillow_pixels(img, path, meta)
+        except UnidentifiedImageError:
+            if path.suffix.lower() not in (".tif", ".tiff"):
+                raise
+            # TIFFs Pillow cannot open at all (float RGB, ...): tifffile reads them
+            pixels, meta, fmt = _read_tifffile(path), _tiff_meta(path), "TIFF"
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ImageError(f"{path}: the image is empty ({pixels.shape[1]}×{pixels.shape[0]} "
+                         "pixels)")
+    return Picture(orient(pixels, meta.orientation), meta, fmt)
+
+
+def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta) -> np.ndarray:
+    """``img``'s samples at full depth, ``(H, W, C)``; re-read with pypng / tifffile where
+    Pillow holds fewer bits than the file."""
+    mode = img.mode
+    if img.format == "PNG" and mode in ("LA", "RGB", "RGBA") and _png_bit_depth(path) == 16:
+        return _read_png16(path)
+    if img.format == "TIFF" and mode in ("LA", "RGB", "RGBA"):
+        bits = img.tag_v2.get(258, (8,))
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            return _read_tifffile(path)
+    if mode.startswith("I;16"):
+        return np.asarray(img, dtype=np.uint16)[..., None]
+    if mode == "I":
+        arr = np.asarray(img)
+        if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+            raise ValueError("32-bit integer samples outside 0..65535 are not supported; "
+                             "save the image as 16-bit or float")
+        return arr.astype(np.uint16)[..., None]
+    if mode == "F":
+        return np.asarray(img, dtype=np.float32)[..., None]
+    if mode not in ("L", "LA", "RGB", "RGBA"):
+        target = ("RGBA" if mode in ("PA", "RGBa") or "transparency" in img.info else
+                  "LA" if mode == "La" else "L" if mode == "1" else "RGB")
+        if meta.icc_profile is not None and not icc_fits(meta.icc_profile, len(target) - (
+                "A" in target)):
+            meta.icc_profile = None  # e.g. a CMYK profile no longer describes the pixels
+        img = img.convert(target)
+    arr = np.asarray(img)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _png_bit_depth(path: Path) -> int:
+    import png
+
+    reader = png.Reader(filename=str(path))
+    reader.preamble()
+    return int(reader.bitdepth)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    except png.Error as err:
+        raise ValueError(str(err)) from None
+    return arr.reshape(height, width, info["planes"])
+
+
+def _read_tifffile(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            arr = page.asarray()
+            axes = page.axes
+    except (tifffile.TiffFileError, KeyError, ValueError) as err:
+        raise ValueError(f"tifffile: {err}") from None
+    if axes.startswith("S"):  # planar configuration: samples first
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] > 4:
+        raise ValueError(f"TIFF of shape {arr.shape} ({axes}); expected grey, RGB or RGBA")
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32)
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
+    raise ValueError(f"{arr.dtype} TIFF samples are not supported (uint8, uint16, float)")
+
+
+def _tiff_meta(path: Path) -> ImageMeta:
+    """Metadata of a TIFF Pillow cannot open, from tifffile's tags."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages.first.tags
+        value = {t.code: t.value for t in tags.values()}
+    exif = Image.Exif()
+    for code in (270, 271, 272, 305, 306, 315, 33432, 274):
+        if isinstance(value.get(code), str | int):
+            exif[code] = value[code]
+    meta = ImageMeta(icc_profile=value.get(34675), orientation=int(value.get(274, 1)))
+    res, unit = value.get(282), int(value.get(296, 2))
+    if res and value.get(283) and unit in (2, 3):
+        per_inch = 1.0 if unit == 2 else 2.54
+        meta.dpi = (_ratio(res) * per_inch, _ratio(value[283]) * per_inch)
+    meta.exif = clean_exif(exif)
+    return meta
+
+
+def _ratio(v: object) -> float:
+    return float(v[0]) / float(v[1]) if isinstance(v, tuple) else float(v)  # type: ignore[arg-type]
+
+
+# --- writing --------------------------------------------------------------------------
+
+
+def write_picture(pic: Picture, path: str | os.PathLike[str], format: str) -> list[str]:
+    """Write ``pic`` to ``path`` atomically in ``format`` (a key of :data:`FORMATS`).
+
+    Returns notes on what could not be kept (e.g. 16 bits in a JPEG, EXIF sub-IFDs in a
+    TIFF). Raises ValueError when the format cannot hold the image (alpha in a JPEG).
+    """
+    path = Path(path)
+    notes: list[str] = []
+    writer = {"png": _write_png, "tiff": _write_tiff, "jpeg": _write_jpeg}[format]
+    meta = pic.meta
+    if meta.icc_profile is not None and not icc_fits(meta.icc_profile, pic.channels - (
+            pic.has_alpha)):
+        notes.append("the input's ICC profile does not describe its pixels; not written")
+    exif = exif_for_size(meta.exif, pic.size)
+
+    def write(f: BinaryIO) -> None:
+        notes.extend(writer(pic, f, exif))
+
+    atomic_write(path, write)
+    return notes
+
+
+def _icc(pic: Picture) -> bytes | None:
+    icc = pic.meta.icc_profile
+    return icc if icc_fits(icc, pic.channels - pic.has_alpha) else None
+
+
+def _pillow_image(pixels: np.ndarray) -> Image.Image:
+    """A Pillow image of ``(H, W, C)`` pixels Pillow can hold at this depth."""
+    return Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+
+
+def _png_text(text: dict[str, str]) -> PngImagePlugin.PngInfo | None:
+    if not text:
+        return None
+    info = PngImagePlugin.PngInfo()
+    for key, value in text.items():
+        info.add_itxt(key, value)
+    return info
+
+
+def _write_png(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
+    pixels, notes = pic.pixels, []
+    if pixels.dtype == np.float32:
+        from .pixels import quantize
+
+        pixels = quantize(pixels, np.uint16)
+        notes.append("float samples written as 16-bit PNG (PNG has no float samples)")
+    icc, dpi, text = _icc(pic), pic.meta.dpi, pic.meta.text
+    if pixels.dtype == np.uint8 or pixels.shape[2] == 1:
+        _pillow_image(pixels).save(f, format="PNG", icc_profile=icc, dpi=dpi,
+                                   exif=exif.tobytes() if exif else b"",
+                                   pnginfo=_png_text(text))
+        return notes
+    f.write(_png16_bytes(pixels, icc, dpi, exif, text))
+    return notes
+
+
+def _png16_bytes(pixels: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None,
+                 exif: Image.Exif | None, text: dict[str, str]) -> bytes:
+    """A 16-bit colour PNG (pypng) with the metadata chunks Pillow would write."""
+    import png
+
+    h, w, c = pixels.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16, compression=6).write(
+        buf, pixels.reshape(h, w * c))
+    # the metadata chunks, made by Pillow's PNG writer on a 1×1 image, go before IDAT
+    probe = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(probe, format="PNG", icc_profile=icc, dpi=dpi,
+                                  exif=exif.tobytes() if exif else b"",
+                                  pnginfo=_png_text(text))
+    meta_chunks = [(t, d) for t, d in png.Reader(bytes=probe.getvalue()).chunks()
+                   if t in (b"iCCP", b"pHYs", b"eXIf", b"iTXt", b"tEXt", b"zTXt")]
+    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
+    at = next(i for i, (t, _) in enumerate(chunks) if t == b"IDAT")
+    out = io.BytesIO()
+    png.write_chunks(out, [*chunks[:at], *meta_chunks, *chunks[at:]])
+    return out.getvalue()
+
+
+def _tiff_tags(exif: Image.Exif | None) -> Image.Exif | None:
+    """The IFD0 part of ``exif`` (Pillow's TIFF writer cannot write EXIF sub-IFDs)."""
+    if exif is None:
+        return None
+    out = Image.Exif()
+    for tag, value in exif.items():
+        if tag not in (0x8769, 0x8825):
+            out[tag] = value
+    return out
+
+
+def _write_tiff(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
+    pixels, notes = pic.pixels, []
+    if has_sub_ifds(exif):
+        notes.append("EXIF camera and GPS tags are not written to TIFF outputs")
+    icc, dpi = _icc(pic), pic.meta.dpi
+    pillow_can = pixels.dtype == np.uint8 or pixels.shape[2] == 1
+    if pillow_can:
+        kwargs = {"icc_profile": icc} if icc else {}
+        if dpi:
+            kwargs["dpi"] = dpi
+        tags = _tiff_tags(exif)
+        if tags is not None:
+            kwargs["exif"] = tags
+        _pillow_image(pixels).save(f, format="TIFF", compression="tiff_adobe_deflate",
+                                   **kwargs)
+        return notes
+    import tifffile
+
+    extratags = [(code, "s", 0, exif[code], True) for code in (271, 272, 315, 33432)
+                 if exif is not None and isinstance(exif.get(code), str)]
+    c, buf = pixels.shape[2], io.BytesIO()  # tifffile wants a named file or a BytesIO
+    tifffile.imwrite(
+        buf, pixels, photometric="rgb" if c >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if c in (2, 4) else None,
+        compression="zlib", iccprofile=icc, metadata=None,
+        resolution=dpi, resolutionunit="INCH" if dpi else None,
+        description=exif.get(270) if exif is not None else None,
+        software=exif.get(305) if exif is not None else None,
+        datetime=exif.get(306) if exif is not None else None,
+        extratags=extratags)
+    f.write(buf.getbuffer())
+    return notes
+
+
+def _write_jpeg(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
+    pixels, notes = pic.pixels, []
+    if pic.has_alpha:
+        raise ValueError("JPEG has no alpha channel; choose --format png or tiff")
+    if pixels.dtype != np.uint8:
+        from .pixels import quantize, to_float
+
+        pixels = quantize(to_float(pixels), np.uint8)
+        notes.append(f"{pic.describe()} samples written as 8-bit JPEG")
+    kwargs: dict[str, object] = {"quality": 95, "exif": exif.tobytes() if exif else b""}
+    if _icc(pic):
+        kwargs["icc_profile"] = _icc(pic)
+    if pic.meta.dpi:
+        kwargs["dpi"] = tuple(round(d) for d in pic.meta.dpi)
+    if "Comment" in pic.meta.text:
+        kwargs["comment"] = pic.meta.text["Comment"]
+    if "XML:com.adobe.xmp" in pic.meta.text:
+        kwargs["xmp"] = pic.meta.text["XML:com.adobe.xmp"].encode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _pillow_image(pixels).save(f, format="JPEG", **kwargs)
+    return notes

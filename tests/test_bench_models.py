@@ -1,0 +1,98 @@
+"""The whole-model benchmark: variants agree, the profiler finds the upsampling layer, files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from upconv.bench import models as M
+from upconv.cli import main
+
+
+def _tiny(build, weight, shape=(1, 1, 12, 16)):
+    return M.ModelSpec("T1", "tiny", build, shape, weight)
+
+
+@pytest.fixture(scope="module")
+def espcn_rows():
+    spec = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight)
+    return M.measure_model(spec, "revd2", repeats=2, warmup=1)
+
+
+def test_every_variant_computes_the_trained_output(espcn_rows):
+    assert {(r.variant, r.mode) for r in espcn_rows} == {
+        ("trained", "eager"), ("trained", "compile"), ("converted", "eager"),
+        ("converted", "compile")}
+    assert all(r.max_abs_error < 1e-5 and r.runs == 2 and r.ms > 0 for r in espcn_rows)
+    trained = [r for r in espcn_rows if r.variant == "trained"]
+    assert all(r.speedup == 1.0 for r in trained)
+
+
+def test_profiler_finds_the_upsampling_layer(espcn_rows):
+    """Trained: the 32→9 conv and the shuffle (Inductor's kernel included); converted: the op."""
+    for r in espcn_rows:
+        assert r.upsampler_ms is not None and r.upsampler_ms > 0, r
+        assert 0 < r.upsampler_share < 1, r
+
+
+def test_upsampler_attribution_picks_only_its_events():
+    class E:
+        def __init__(self, name, shapes, us):
+            self.name, self.input_shapes, self.self_cpu_time_total = name, shapes, us
+
+    spec = M.MODELS["M1"]
+    events = [E("aten::mkldnn_convolution", [[1, 64, 8, 8], [64, 64, 3, 3]], 500),
+              E("aten::mkldnn_convolution", [[1, 32, 8, 8], [9, 32, 3, 3]], 300),
+              E("aten::pixel_shuffle", [[1, 9, 8, 8]], 100),
+              E("cpp_fused_pixel_shuffle_2", [], 50),
+              E("upconv::deconv2d", [[1, 32, 8, 8], [32, 1, 9, 9]], 40),
+              E("aten::relu", [[1, 64, 8, 8]], 10)]
+    up, total = M._upsampler_ms(events, spec, calls=2)
+    assert up == pytest.approx((300 + 100 + 50 + 40) / 2 / 1e3)
+    assert total == pytest.approx(1000 / 2 / 1e3)
+
+
+def test_srvgg_compact_converts_its_pixel_shuffle():
+    model = M.SRVGGCompact(8, 2, 2).eval()
+    x = torch.rand(1, 3, 6, 7)
+    converted = M._converted(model, x, "revd2")
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), model(x), rtol=1e-5, atol=1e-5)
+    assert tuple(model(x).shape) == (1, 3, 12, 14)
+
+
+def test_targets_and_markdown(espcn_rows):
+    rows = [M.ModelRow(r.model.replace("T1", "M1"), r.variant, r.mode, r.ms, r.runs,
+                       r.speedup, r.upsampler_ms, r.upsampler_share, r.max_abs_error)
+            for r in espcn_rows]
+    targets = M.evaluate_targets(rows)
+    assert {t["target"] for t in targets} == {
+        "converted vs trained, eager", "converted vs trained, compile",
+        "upsampling layer inside the compiled model vs its trained form (profiler)"}
+    for t in targets:
+        assert t["met"] == (t["value"] >= t["goal"])
+    res = M.ModelResults({"date_utc": "2026-01-01T00:00:00Z", "cpu": "x", "logical_cpus": 2,
+                          "threads": 1, "torch": "t", "numba": "n", "upconv": "u",
+                          "load_average": None}, "revd2", 2, rows, targets=targets)
+    text = M.markdown(res)
+    assert "| M1 | converted | compile |" in text and "defaults (nothing set)" in text
+
+
+def test_cli_models_bad_ids_and_writes(tmp_path, monkeypatch):
+    runner = CliRunner()
+    res = runner.invoke(main, ["bench", "--models", "M9"])
+    assert res.exit_code != 0 and "M9 is not a model id" in res.output
+    res = runner.invoke(main, ["bench", "--models", "M1", "--algorithm", "fast"])
+    assert res.exit_code != 0 and "algorithm must be one of" in res.output
+    tiny = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight, (1, 1, 8, 8))
+    monkeypatch.setitem(M.MODELS, "M1", M.ModelSpec("M1", "tiny ESPCN", tiny.build,
+                                                    tiny.shape, tiny.upsampler_weight))
+    res = runner.invoke(main, ["bench", "--models", "m1", "--repeats", "1", "--threads", "1",
+                               "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "models.json").read_text())
+    assert {r["variant"] for r in data["rows"]} == {"trained", "converted"}
+    assert (tmp_path / "models.md").read_text().startswith("# upconv whole-model benchmark")

@@ -1,0 +1,212 @@
+"""The GPU suite's logic on the CPU: energy arithmetic with a fake counter, targets, the
+report, a dry run of the phases, the CLI, and the imports the GPU machine can satisfy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from upconv.bench import energy, gpu_suite
+from upconv.bench.gpu_report import explain_energy
+from upconv.cli.bench import bench
+
+SRC = Path(__file__).parent.parent / "src"
+
+
+class FakeBoard:
+    """A board drawing ``idle`` W plus ``per_call`` mJ per call, with its own clock; the
+    counter only moves in whole ``resolution`` mJ steps (NVML's counter is coarse)."""
+
+    def __init__(self, idle: float = 60.0, per_call: float = 0.5, call_s: float = 1e-3,
+                 resolution: float = 1.0) -> None:
+        self.t, self.energy = 0.0, 0.0
+        self.idle, self.per_call, self.call_s, self.resolution = idle, per_call, call_s, resolution
+        self.calls = 0
+
+    def call(self) -> None:
+        self.calls += 1
+        self.advance(self.call_s)
+        self.energy += self.per_call
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.energy += self.idle * seconds * 1e3
+
+    def millijoules(self) -> float:
+        return self.energy // self.resolution * self.resolution
+
+    def clock(self) -> float:
+        return self.t
+
+
+def test_energy_per_call_and_above_idle():
+    board = FakeBoard()
+    idle = energy.idle_power(board, 2.0, sleep=board.advance, clock=board.clock)
+    assert idle == pytest.approx(60.0, rel=1e-3)
+    reading = energy.measure_energy(board.call, board, lambda: None, min_seconds=1.0,
+                                    idle_watts=idle, clock=board.clock, batch=100)
+    assert reading.calls >= 1000 and reading.calls % 100 == 0
+    assert reading.seconds == pytest.approx(reading.calls * 1e-3)
+    # 60 W for 1 ms is 60 mJ = 60,000 µJ per call, plus 500 µJ the call adds
+    assert reading.uj_per_call == pytest.approx(60_500, rel=1e-3)
+    assert reading.uj_per_call_above_idle == pytest.approx(500, rel=0.05)
+    assert reading.watts == pytest.approx(60.5, rel=1e-3)
+    assert energy.EnergyReading(10, 1.0, 5.0).uj_per_call_above_idle is None
+
+
+def test_energy_batches_are_sized_from_a_timed_call():
+    board = FakeBoard(call_s=1e-4)
+    reading = energy.measure_energy(board.call, board, lambda: None, min_seconds=0.2,
+                                    clock=board.clock)
+    assert reading.calls % 500 == 0 and reading.seconds >= 0.2  # 0.05 s / 0.1 ms per batch
+
+
+def test_nvml_absent_is_reported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert "nvidia-ml-py" in energy.nvml_unavailable_reason()
+
+
+def rows_for(layer, dtype, times, ok=True):
+    return [{"layer": layer, "dtype": dtype, "function": "SP" if "SP" in case or "pixel" in
+             case else "NN", "case": case, "ms": ms, "ok": ok} for case, ms in times.items()]
+
+
+def test_targets_from_measured_rows():
+    rows = rows_for("G1", "fp16", {
+        "cuDNN conv+pixel_shuffle (NCHW)": 0.30, "cuDNN conv+pixel_shuffle (channels_last)": 0.26,
+        "upconv revd2 (D-SP)": 0.10, "upconv auto (D-SP)": 0.11, "upconv tdc (D-SP)": 0.3,
+        "cuDNN interpolate(nearest)+conv": 1.8, "conv_transpose2d (D-NN weights)": 0.3,
+        "upconv revd2 (D-NN)": 0.2})
+    rows += rows_for("G3", "fp16", {"cuDNN conv+pixel_shuffle (NCHW)": 1.0,
+                                    "upconv revd2 (D-SP)": 0.5}, ok=False)  # wrong outputs
+    res = {"rows": rows, "copy_bandwidth_gbs": 3000.0, "io_bytes": {"G1 fp16": 149_299_200},
+           "energy": {"rows": [
+               {"layer": "G1", "case": "C-SP cuDNN (NCHW)", "op": "C-SP", "uj_per_call": 90.0},
+               {"layer": "G1", "case": "REVD2 Triton (D-SP)", "op": "D-SP", "uj_per_call": 30.0}
+           ]}}
+    got = {(t["layer"], t["target"]): t for t in gpu_suite.evaluate_gpu_targets(res)}
+    t = got["G1", "D-SP revd2 vs best cuDNN C-SP (each its faster input layout)"]
+    assert t["value"] == 2.6 and t["goal"] == 2.0 and t["met"]
+    assert got["G1", "D-NN revd2 vs cuDNN resize-conv"]["value"] == 9.0
+    assert got["G1", "D-NN revd2 vs conv_transpose2d"]["value"] == 1.5
+    assert not got["G1", "D-NN revd2 vs conv_transpose2d"]["met"]
+    assert got["G1", "auto (D-SP) vs best candidate"]["value"] == pytest.approx(0.909, abs=1e-3)
+    assert got["G1", "D-SP revd2 % of memory bound"]["value"] == pytest.approx(49.8, abs=0.1)
+    assert got["G1", "energy per call: best C-SP / REVD2 (> 1: REVD2 lower)"]["value"] == 3.0
+    assert not any(layer == "G3" for layer, _ in got)  # unchecked outputs give no targets
+
+
+def test_energy_explanation_counts_agreeing_orders():
+    rows = [{"layer": "G1", "uj_per_call": a, "model_uj": b, "uj_per_call_above_idle": a / 2}
+            for a, b in ((100, 30), (50, 20), (70, 10))]
+    text = "\n".join(explain_energy(rows))
+    assert "orders 2 of 3" in text  # 100 > 50 and 100 > 70 agree; 50 < 70 does not
+    assert "Why they differ" in text
+
+
+def test_device_slug():
+    assert gpu_suite.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert gpu_suite.device_slug("NVIDIA H200") == "nvidia-h200"
+
+
+class WallBoard:
+    """A counter at a steady 50 W of wall-clock time."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock, self.t0 = time.perf_counter, time.perf_counter()
+
+    def millijoules(self) -> float:
+        return (self.clock() - self.t0) * 50e3
+
+
+def test_dry_run_of_the_phases(tmp_path, monkeypatch):
+    """Eager and energy (fake counter) phases on the CPU with tiny layers, then the compile
+    phase with ``torch.compile`` stubbed: every case checked right, files merged."""
+    board = WallBoard()
+    json_path, md_path = gpu_suite.run_gpu_suite(
+        tmp_path, phases=("eager", "energy"), layers=("G4",), dtypes=("fp32",),
+        repeats=2, device="cpu", scale=0.02, espcn=False, energy_seconds=0.01,
+        counter=board, b2b_calls=2)
+    res = json.loads(json_path.read_text())
+    assert json_path.name == "gpu-cpu-dry-run.json" and md_path.is_file()
+    assert {r["layer"] for r in res["rows"]} == {"G4"}
+    assert len(res["rows"]) == 13 and all(r["ok"] for r in res["rows"]), [
+        (r["case"], r["rel_error"], r["note"]) for r in res["rows"] if not r["ok"]]
+    assert all(r["ms"] > 0 and r["runs"] == 2 for r in res["rows"])
+    assert [r["case"] for r in res["energy"]["rows"]][:2] == ["C-SP cuDNN (NCHW)",
+                                                              "C-SP cuDNN (channels_last)"]
+    assert len(res["energy"]["rows"]) == 6 and res["energy"]["rows"][0]["model_uj"] > 0
+    assert res["phases"]["eager"].startswith("done") and res["phases"]["energy"].startswith(
+        "done")
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+    gpu_suite.run_gpu_suite(tmp_path, phases=("compile",), layers=("G4",), dtypes=("fp32",),
+                            repeats=2, device="cpu", scale=0.02, compile_layers=("G4",),
+                            espcn=True)
+    res = json.loads(json_path.read_text())
+    assert len(res["rows"]) == 13  # the eager rows stay
+    assert {r["case"] for r in res["compile"]} >= {
+        "torch.compile max-autotune C-SP (channels_last)", "upconv revd2 (D-SP)"}
+    assert {r["mode"] for r in res["espcn"]} == {"compiled"} and all(
+        r["ok"] for r in res["espcn"])
+    text = md_path.read_text()
+    for section in ("## Targets", "## Layers", "## torch.compile", "## ESPCN", "## Energy"):
+        assert section in text
+
+
+def test_cli_validates_gpu_options(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(bench, ["--layers", "G1", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--device cuda" in result.output
+    result = runner.invoke(bench, ["--device", "cuda", "--dry-run", "--dtypes", "fp8"])
+    assert result.exit_code != 0 and "fp16, fp32, bf16" in result.output
+    result = runner.invoke(bench, ["--device", "cuda", "--dry-run", "--layers", "H1"])
+    assert result.exit_code != 0 and "not in the GPU suite" in result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(bench, ["--device", "cuda", "--out", str(tmp_path)])
+        assert result.exit_code != 0 and "no CUDA device" in result.output
+
+
+def test_gpu_machine_imports():
+    """What the GPU machine lacks (platformdirs, tomli_w, qonnx, av, ray, spandrel) is not
+    needed to import upconv, run the suite's modules, or find the autotune cache."""
+    code = textwrap.dedent("""
+        import os, sys, tempfile
+
+        class Missing:
+            names = {"platformdirs", "tomli_w", "qonnx", "av", "ray", "spandrel"}
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in self.names:
+                    raise ImportError(f"{name} is blocked for this test")
+
+        sys.meta_path.insert(0, Missing())
+        os.environ.pop("UPCONV_CACHE_DIR", None)
+        os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()
+        import upconv, upconv.sr, upconv.convert
+        from upconv import autotune
+        from upconv.bench import energy, gpu_report, gpu_suite
+        from upconv.cli import bench
+        from upconv.cost import count, estimate, load_profile
+        from upconv.kernels import triton_revd2, triton_tune
+
+        path = autotune.cache_path()
+        assert str(path).startswith(os.environ["XDG_CACHE_HOME"]), path
+        from upconv.cost.profiles import available_profiles
+        assert "horowitz-45nm" in available_profiles()
+        c = count("C-SP", in_channels=32, out_channels=1, kernel_size=3, scale=2,
+                  height=8, width=8, dtype="float16")
+        assert estimate(c, load_profile("horowitz-45nm")).energy_j > 0
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"

@@ -1,0 +1,245 @@
+"""The operator ``torch.ops.upconv.deconv2d``: groups, ``out=``, autograd, torch.compile,
+torch.export and its decomposition, ONNX export, concurrent callers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracle import conv_transpose2d_oracle
+from strategies import deconv_problems
+
+import upconv
+import upconv.functional as UF
+from upconv.convert.onnx_convert import run_onnx
+
+PATHS = ("stdd", "strd", "revd", "revd2", "tdc")
+
+
+def grouped_problem(p: dict, groups: int, dtype=torch.float32, seed: int = 0):
+    """``p`` (tests/strategies.py) with ``groups`` times its channels."""
+    g = torch.Generator().manual_seed(seed)
+    cin, c = p["cin"] * groups, p["c"] * groups
+    x = torch.randn(p["n"], cin, p["h"], p["w"], generator=g, dtype=dtype)
+    w = torch.randn(cin, p["c"], p["kh"], p["kw"], generator=g, dtype=dtype)
+    b = {"none": None, "channel": torch.randn(c, generator=g, dtype=dtype),
+         "periodic": torch.randn(c, *p["period"], generator=g, dtype=dtype)}[p["bias"]]
+    return x, w, b
+
+
+@pytest.mark.parametrize("algorithm", PATHS)
+@settings(max_examples=8, deadline=None)
+@given(p=deconv_problems(), groups=st.integers(1, 3))
+def test_groups_equal_conv_transpose2d(algorithm, p, groups):
+    x, w, b = grouped_problem(p, groups)
+    args = (p["stride"], p["padding"], p["output_padding"])
+    want = conv_transpose2d_oracle(x, w, b, *args, groups=groups)
+    with torch.no_grad():
+        got = upconv.deconv2d(x, w, b, *args, algorithm=algorithm, groups=groups)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["revd2", "tdc", "stdd"])
+@settings(max_examples=8, deadline=None)
+@given(p=deconv_problems(), groups=st.integers(1, 2))
+def test_out_is_written_and_returned(algorithm, p, groups):
+    x, w, b = grouped_problem(p, groups)
+    args = (p["stride"], p["padding"], p["output_padding"])
+    want = conv_transpose2d_oracle(x, w, b, *args, groups=groups)
+    out = torch.full_like(want, float("nan"))
+    with torch.no_grad():
+        for _ in range(2):  # reused: every element is written on each call
+            got = upconv.deconv2d(x, w, b, *args, algorithm=algorithm, groups=groups, out=out)
+            assert got is out
+            torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
+            out.fill_(float("nan"))
+
+
+def test_out_refuses_autograd():
+    x = torch.randn(1, 2, 3, 3, requires_grad=True)
+    w = torch.randn(2, 1, 4, 4)
+    with pytest.raises(RuntimeError, match="out= does not support autograd"):
+        upconv.deconv2d(x, w, None, 2, 1, out=torch.empty(1, 1, 6, 6))
+
+
+@settings(max_examples=10, deadline=None)
+@given(p=deconv_problems(max_kernel=5, max_stride=3), groups=st.integers(1, 2))
+def test_gradcheck(p, groups):
+    """The registered backward against finite differences, float64 (the backward is the same for
+    every algorithm; STDD's forward is the quickest in float64)."""
+    p = dict(p, n=1, cin=min(p["cin"], 2), c=min(p["c"], 2))  # fewer finite differences
+    x, w, b = grouped_problem(p, groups, dtype=torch.float64)
+    args = (p["stride"], p["padding"], p["output_padding"])
+    inputs = [t.requires_grad_() for t in (x, w, b) if t is not None]
+
+    def f(*tensors):
+        xx, ww, *bb = tensors
+        return upconv.deconv2d(xx, ww, bb[0] if bb else None, *args, "stdd", groups)
+
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_gradgradcheck():
+    """Double backward (the backward is made of differentiable aten ops)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 3, 4, dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.randn(4, 2, 5, 4, dtype=torch.float64, generator=g).requires_grad_()
+    b = torch.randn(4, 2, 3, dtype=torch.float64, generator=g).requires_grad_()
+
+    def f(x, w, b):
+        return upconv.deconv2d(x, w, b, (2, 3), (1, 2, 0, 1), (1, 2), "stdd", groups=2)
+
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_training_forward_runs_the_kernel_and_backward_matches(monkeypatch):
+    """With gradients required, the forward still runs the compiled kernel (the op's forward is
+    below autograd) and the gradients equal conv_transpose2d's."""
+    from upconv import kernels
+
+    seen = []
+    original = kernels.deconv2d_revd2_compiled
+
+    def spy(*args, **kwargs):
+        seen.append(1)
+        return original(*args, **kwargs)
+
+    spy.takes_out = True
+    monkeypatch.setattr(kernels, "deconv2d_revd2_compiled", spy)
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    w = torch.randn(3, 2, 6, 6, requires_grad=True)
+    b = torch.randn(2, 2, 2, requires_grad=True)
+    y = upconv.deconv2d(x, w, b, 2, (2, 2, 2, 2), algorithm="revd2")
+    grads = torch.autograd.grad((y * y).sum(), (x, w, b))
+    assert seen
+    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    yr = conv_transpose2d_oracle(xr, wr, br, (2, 2), (2, 2, 2, 2))
+    torch.testing.assert_close(y, yr)
+    for got, want in zip(grads, torch.autograd.grad((yr * yr).sum(), (xr, wr, br)), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _spy_run(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    original = UF.run
+
+    def spy(call, algorithm, out=None):
+        calls.append(algorithm)
+        return original(call, algorithm, out)
+
+    monkeypatch.setattr(UF, "run", spy)
+    return calls
+
+
+def _model(algorithm: str) -> torch.nn.Module:
+    """conv → ReLU → sub-pixel upsampler as a deconvolution → sigmoid: PyTorch ops around it."""
+    torch.manual_seed(0)
+    sp = upconv.SubPixelConv2d(8, 2, 3, scale=3)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                               sp.to_deconv(algorithm), torch.nn.Sigmoid()).eval()
+
+
+@pytest.mark.parametrize(("algorithm", "backend"), [("revd2", "inductor"), ("auto", "aot_eager")])
+def test_compile_fullgraph_runs_the_chosen_algorithm(monkeypatch, algorithm, backend):
+    model = _model(algorithm)
+    calls = _spy_run(monkeypatch)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend=backend)
+    with torch.no_grad():
+        for shape in ((1, 3, 9, 11), (2, 3, 6, 5)):
+            x = torch.randn(shape)
+            calls.clear()
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+            assert calls == [algorithm, algorithm]  # the compiled model's, then eager's
+
+
+def test_compile_counts_no_graph_break():
+    model = _model("revd2")
+    explanation = torch._dynamo.explain(model)(torch.randn(1, 3, 8, 8))
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+
+
+def test_export_records_the_op_and_decomposes_to_aten(tmp_path):
+    model = _model("revd2")
+    x = torch.randn(1, 3, 7, 9)
+    ep = torch.export.export(model, (x,))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    assert "upconv.deconv2d.default" in targets
+    with torch.no_grad():
+        want = model(x)
+    torch.testing.assert_close(ep.module()(x), want)
+    torch.export.save(ep, tmp_path / "model.pt2")
+    torch.testing.assert_close(torch.export.load(tmp_path / "model.pt2").module()(x), want)
+    # the default table keeps it (an opaque kernel); upconv's table lowers it to core aten
+    kept = ep.run_decompositions()
+    assert "upconv.deconv2d.default" in [str(n.target) for n in kept.graph.nodes]
+    core = ep.run_decompositions(upconv.export_decompositions())
+    core_targets = [str(n.target) for n in core.graph.nodes if n.op == "call_function"]
+    assert not any(t.startswith("upconv.") for t in core_targets)
+    assert core_targets.count("aten.convolution.default") == 2
+    torch.testing.assert_close(core.module()(x), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_onnx_export_gives_conv_transpose(dynamo):
+    model = _model("revd2")
+    x = torch.randn(1, 3, 7, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            dims = {2: torch.export.Dim("H"), 3: torch.export.Dim("W")}
+            proto = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"],
+                                      dynamic_shapes=(dims,), verbose=False).model_proto
+        else:
+            buf = io.BytesIO()
+            torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["x"],
+                              dynamic_axes={"x": {2: "H", 3: "W"}}, opset_version=17)
+            proto = onnx.load_from_string(buf.getvalue())
+    ops = [n.op_type for n in proto.graph.node]
+    assert "ConvTranspose" in ops and not any("upconv" in o for o in ops)
+    for shape in ((1, 3, 7, 9), (1, 3, 5, 12)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = run_onnx(proto, {proto.graph.input[0].name: x.numpy()})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fake_tensor_shapes_and_errors():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x, w = torch.empty(2, 4, 5, 7), torch.empty(4, 3, 6, 6)
+        y = torch.ops.upconv.deconv2d(x, w, None, [3, 3], [3, 3, 3, 3], [0, 0], 2, "revd2")
+        assert tuple(y.shape) == (2, 6, 12, 18)
+        with pytest.raises(ValueError, match="expects Cin = 4"):
+            torch.ops.upconv.deconv2d(torch.empty(1, 3, 5, 5), w, None, [3, 3], [0, 0, 0, 0],
+                                      [0, 0], 1, "revd2")
+
+
+def test_concurrent_python_threads_get_correct_results():
+    g = torch.Generator().manual_seed(3)
+    problems = []
+    for k in range(6):
+        x = torch.randn(1, 8 + k, 23 + k, 31, generator=g)
+        w = torch.randn(8 + k, 2, 6, 6, generator=g)
+        b = torch.randn(2, 2, 2, generator=g)
+        problems.append((x, w, b, conv_transpose2d_oracle(x, w, b, (2, 2), (2, 2, 2, 2))))
+
+    def work(i: int) -> float:
+        x, w, b, want = problems[i % len(problems)]
+        with torch.no_grad():
+            got = upconv.deconv2d(x, w, b, 2, 2, algorithm="revd2")
+        return float((got - want).abs().max())
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        errors = list(pool.map(work, range(48)))
+    assert max(errors) < 1e-4
