@@ -211,31 +211,40 @@ def test_non_commuting_ops_are_left_alone_with_the_reason():
     _check(model, (1, 2, 4, 5), (1, 2, 6, 3))
 
 
-def _deconv_groups_supported() -> bool:
-    try:
-        upconv.Deconv2d(2, 2, 3, groups=2)
-    except ValueError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("kind", ["sub-pixel", "resize"])
 def test_grouped_convolutions(kind):
-    """CARN-M's grouped sub-pixel conv; converts once Deconv2d has groups (upconv.transforms
-    has them: tests/test_transforms.py), until then it is reported, not mishandled."""
+    """CARN-M's grouped sub-pixel conv: a grouped Deconv2d (conv_transpose2d's layout)."""
     torch.manual_seed(0)
     if kind == "sub-pixel":
         model = SubPixelWith(4, 4, 3, 2, nn.ReLU(), True, groups=2).double().eval()
     else:
         model = ResizeWith(4, 4, 3, 2, nn.ReLU(), True).double().eval()
         model.conv = nn.Conv2d(4, 4, 3, padding=1, groups=2).double()
-    x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
-    converted, report = upconv.convert(model, x, algorithm=REF)
-    if _deconv_groups_supported():
-        assert len(report.converted) == 1 and report.max_rel_error < 1e-10
-        assert converted.conv.groups == 2
+    converted, _ = _check(model, (1, 4, 5, 6), (2, 4, 3, 7))
+    assert converted.conv.groups == 2 and converted.conv.weight.shape[:2] == (4, 2)
+
+
+@given(g=st.integers(1, 3), a=st.integers(1, 2), b=st.integers(1, 2), k=st.integers(1, 3),
+       r=st.integers(2, 3), bias=st.booleans(), resize=st.booleans(), h=st.integers(1, 4),
+       w=st.integers(1, 4))
+def test_grouped_convolutions_any_geometry(g, a, b, k, r, bias, resize, h, w):
+    torch.manual_seed(0)
+    if resize:
+        model = ResizeWith(g * a, g * b, k, r, nn.LeakyReLU(0.1), bias).double().eval()
+        model.conv = nn.Conv2d(g * a, g * b, k, padding="same", bias=bias, groups=g).double()
     else:
-        assert not report.converted and "groups=2" in report.skipped[0].reason
+        model = SubPixelWith(g * a, g * b, k, r, nn.LeakyReLU(0.1), bias, groups=g)
+        model = model.double().eval()
+    converted, _ = _check(model, (2, g * a, h, w), (1, g * a, h + 2, w + 1))
+    assert converted.conv.groups == g
+
+
+def test_grouped_conv_whose_groups_straddle_output_channels_is_left_alone():
+    """groups=4 over 8 = 2·r² channels: a group's channels feed half an output channel."""
+    model = SubPixelWith(4, 2, 3, 2, nn.ReLU(), True, groups=4).eval()
+    _, report = upconv.convert(model, torch.randn(1, 4, 5, 5), algorithm=REF)
+    assert not report.converted
+    assert "groups=4 does not divide the 2 output channels" in report.skipped[0].reason
 
 
 class GeoEnsemble(nn.Module):
