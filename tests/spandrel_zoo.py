@@ -251,15 +251,15 @@ _ATD = dict(embed_dim=12, depths=(1,), num_heads=(2,), window_size=4, category_s
 _GRL = dict(embed_dim=16, depths=[1], num_heads_window=[1], num_heads_stripe=[1],
             window_size=4, stripe_size=[4, 4], mlp_ratio=1.0, img_size=16,
             anchor_window_down_factor=1)
-_DAT = dict(embed_dim=16, depth=[1], num_heads=[2], split_size=[2, 4], expansion_factor=1.0,
+_DAT = dict(embed_dim=32, depth=[1], num_heads=[2], split_size=[2, 4], expansion_factor=1.0,
             img_size=16)
 _HAT = dict(embed_dim=12, depths=(1,), num_heads=(2,), window_size=4, compress_ratio=3,
             squeeze_factor=4, mlp_ratio=1.0, img_size=16, num_feat=8)
 _DRCT = dict(embed_dim=12, depths=(1,), num_heads=(2,), window_size=4, mlp_ratio=1.0,
              img_size=16, gc=8)
-_RGT = dict(embed_dim=12, depth=[1], num_heads=[2], split_size=[4, 4], mlp_ratio=1.0,
+_RGT = dict(embed_dim=32, depth=[1], num_heads=[2], split_size=[4, 4], mlp_ratio=1.0,
             img_size=16)
-_CRAFT = dict(embed_dim=12, depths=[1], num_heads=[2], window_size=4, split_size_0=2,
+_CRAFT = dict(embed_dim=32, depths=[1], num_heads=[2], window_size=4, split_size_0=2,
               split_size_1=4, mlp_ratio=1.0)
 _RCAN = dict(n_resgroups=1, n_resblocks=1, n_feats=8, reduction=4)
 _ESRGAN = dict(num_filters=8, num_blocks=1)
@@ -306,7 +306,6 @@ N, C, D, S = "not nearest", "no conv", "deconvolution", "sum before shuffle"
 R = "runtime weights"
 SORT = OnnxFails("export", "operator Sort")  # torch.onnx cannot export ATD's sort(out=)
 COL2IM = OnnxFails("export", "col2im")  # IPT's F.fold has no ONNX op at opset 17
-LAYERNORM = OnnxFails("convert", "LayerNormalization")  # ONNX Runtime fails on the original
 ALPHA = OnnxFails("convert", "'alpha' (type INT64)")  # RealCUGAN's second graph input
 
 CASES: tuple[ZooCase, ...] = (
@@ -328,16 +327,16 @@ CASES: tuple[ZooCase, ...] = (
     *(_c("GRL", up, s, _m("GRL", upscale=s, upsampler=up, **_GRL), t, t)
       for up, s, t in [("pixelshuffle", 2, E(1)), ("pixelshuffle", 3, E(1)),
                        ("pixelshuffledirect", 4, E(1)), ("nearest+conv", 4, E(2))]),
-    *(_c("DAT", up, s, _m("DAT", upscale=s, upsampler=up, **_DAT), t, LAYERNORM)
+    *(_c("DAT", up, s, _m("DAT", upscale=s, upsampler=up, **_DAT), t, t)
       for up, s, t in [("pixelshuffle", 2, E(1)), ("pixelshuffle", 4, E(2)),
                        ("pixelshuffledirect", 3, E(1))]),
     *(_c("HAT", "pixelshuffle", s, _m("HAT", upscale=s, **_HAT), t, t)
       for s, t in [(2, E(1)), (3, E(1)), (4, E(2))]),
     *(_c("DRCT", "pixelshuffle", s, _m("DRCT", upscale=s, upsampler="pixelshuffle", **_DRCT),
          t, t) for s, t in [(2, E(1)), (4, E(2))]),
-    *(_c("RGT", "pixelshuffle", s, _m("RGT", upscale=s, **_RGT), E(1), LAYERNORM)
+    *(_c("RGT", "pixelshuffle", s, _m("RGT", upscale=s, **_RGT), E(1), E(1))
       for s in (2, 3)),
-    *(_c("CRAFT", "pixelshuffledirect", s, _m("CRAFT", upscale=s, **_CRAFT), E(1), LAYERNORM)
+    *(_c("CRAFT", "pixelshuffledirect", s, _m("CRAFT", upscale=s, **_CRAFT), E(1), E(1))
       for s in (2, 4)),
     *(_c("RCAN", "pixelshuffle", s, _m("RCAN", scale=s, **_RCAN), t, t)
       for s, t in [(2, E(1)), (3, E(1)), (4, E(2))]),

@@ -62,6 +62,13 @@ def test_torch_target_and_summary():
     assert {c.arch for c in Z.CASES} == set(Z.ARCHITECTURES)
 
 
+@ZOO
+def test_case_is_a_real_instance(case):
+    """No layer shrunk to nothing (tiny widths can make spandrel build 0-channel layers)."""
+    model = case.build()
+    assert all(p.numel() for p in model.parameters()), case.id
+
+
 def test_every_spandrel_architecture_is_classified():
     """A spandrel update with a new architecture fails here until it is in the zoo."""
     import spandrel.architectures as archs

@@ -226,6 +226,10 @@ def _enclosing(trace: Trace, site: Site) -> ModuleCall | None:
 
 def _describe(site: Site, how: str) -> str:
     text = site_label(site)
+    if site.mean_of > 1:
+        text += f" (mean of {site.mean_of} channel groups, folded into the weights)"
+    if site.channels is not None:
+        text += " (shuffle channel order folded into the weights)"
     if site.between:
         text += " (through " + ", ".join(ops.readable(n) for n in site.between) + ")"
     return f"{text}; {how}" if how else text
