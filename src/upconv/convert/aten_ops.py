@@ -104,7 +104,7 @@ def param_path(node: object) -> str | None:
     return str(node.target) if isinstance(node, fx.Node) and node.op == "get_attr" else None
 
 
-def _numel(shape: tuple[int, ...] | None) -> int:
+def numel(shape: tuple[int, ...] | None) -> int:
     return math.prod(shape) if shape is not None else 1
 
 
@@ -137,7 +137,7 @@ def pointwise_reason(node: fx.Node, chain: fx.Node, spatial_ok: bool) -> str | N
         if other is chain:
             continue
         shape = shape_of(other)
-        if _numel(shape) == 1:
+        if numel(shape) == 1:
             continue
         if spatial_ok and shape is not None and (len(shape) < 2 or shape[-2:] == (1, 1)):
             continue

@@ -33,6 +33,7 @@ from torch import fx, nn
 
 from ..layers import Deconv2d, ResizeConv2d, SubPixelConv2d
 from . import aten_ops as ops
+from . import between as pair_ops
 from .conv_params import ConvParams, Unsupported
 from .deconv_factory import bias_kind, build_resize_deconv, build_subpixel_deconv
 from .fx_scope import FxEdit, rewrite_scope
@@ -131,28 +132,6 @@ def _up_module(trace: Trace, site: Site, swappable_ups: set[fx.Node]) -> ModuleC
     return call
 
 
-_aten = torch.ops.aten
-_SCALAR_OPS = {_aten.mul.Tensor: "mul", _aten.mul_.Tensor: "mul", _aten.mul.Scalar: "mul",
-               _aten.div.Tensor: "div", _aten.div_.Tensor: "div", _aten.div.Scalar: "div",
-               _aten.add.Tensor: "add", _aten.add_.Tensor: "add", _aten.add.Scalar: "add",
-               _aten.sub.Tensor: "sub", _aten.sub_.Tensor: "sub", _aten.sub.Scalar: "sub"}
-
-
-def _scalar(node: fx.Node) -> tuple[str, float] | None:
-    """``("mul" | "div" | "add" | "sub", value)`` for ``x ∘ s`` with a stored one-element
-    tensor or a number ``s`` (``alpha`` 1), else None."""
-    op = _SCALAR_OPS.get(node.target)
-    if op is None or len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
-        return None
-    other = node.args[1]
-    if isinstance(other, (int, float)) and not isinstance(other, bool):
-        return op, float(other)
-    t = ops.stored_tensor(other)
-    if t is not None and t.numel() == 1 and t.is_floating_point():
-        return op, float(t.detach().reshape(()))
-    return None
-
-
 def _folds(trace: Trace, site: Site) -> list[tuple[str, float, ModuleCall]]:
     """The scalar-affine modules (AWSRN's learned ``Scale``) next to the conv that fold into
     its weights: after the conv before a shuffle (× ÷ + −), before the conv after a resize
@@ -161,31 +140,13 @@ def _folds(trace: Trace, site: Site) -> list[tuple[str, float, ModuleCall]]:
     allowed = ("mul", "div", "add", "sub") if site.kind == SUBPIXEL else ("mul", "div")
     folds = []
     for node in chain:
-        scalar = _scalar(node)
+        scalar = pair_ops.scalar_op(node)
         call = innermost_call(node)
         if scalar is None or scalar[0] not in allowed or call is None or \
                 call.module is trace.calls[0].module or not _only_call(trace, call, {node}):
             break
         folds.append((*scalar, call))
     return folds
-
-
-def _fold(params: ConvParams, folds: list[tuple[str, float, ModuleCall]],
-          on_input: bool) -> ConvParams:
-    """``params`` with the scalar ops applied to its output (weights and bias), or with
-    ``on_input`` to its input (× ÷ scale the weights only)."""
-    weight = params.weight.detach().clone()
-    bias = params.bias.detach().clone() if params.bias is not None else None
-    for op, value, _ in folds:
-        if op in ("mul", "div"):
-            factor = value if op == "mul" else 1.0 / value
-            weight = weight * factor
-            bias = bias * factor if bias is not None and not on_input else bias
-        else:
-            bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) \
-                if bias is None else bias
-            bias = bias + (value if op == "add" else -value)
-    return dataclasses.replace(params, weight=weight, bias=bias)
 
 
 def _prelu_swaps(trace: Trace, site: Site) -> list[Swap]:
@@ -298,7 +259,7 @@ def _rewrite(trace: Trace, site: Site, algorithm: str, swappable_ups: set[fx.Nod
     if conv_call is not None and up_call is not None and site.mean_of == 1:
         prelus = _prelu_swaps(trace, site)
         folds = _folds(trace, site)
-        params = _fold(params, folds, on_input=site.kind == RESIZE)
+        params = pair_ops.fold_scalars(params, folds, on_input=site.kind == RESIZE)
         prelus += [Swap(_paths(trace, call), nn.Identity()) for _, _, call in folds]
         if site.kind == SUBPIXEL:
             deconv = build_subpixel_deconv(params, site.scale, algorithm, site.crop, site.crop)

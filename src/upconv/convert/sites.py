@@ -23,6 +23,7 @@ from torch import fx
 
 from ..shapes import IntPair, Pad4
 from . import aten_ops as ops
+from . import between as pair_ops
 from .rearrange import REARRANGE_OPS, Rearrangement, as_pixel_shuffle
 from .trace import Trace, innermost_call, shape_of
 
@@ -148,65 +149,6 @@ def _check_conv(conv: fx.Node) -> None:
         raise NotASite("the convolution's bias is computed at run time, not a stored parameter")
 
 
-def _operand(node: fx.Node) -> fx.Node:
-    """The chain operand of an op between: the tensor input with the op's own shape."""
-    if ops.crop_amounts(node) is not None or ops.prelu_weight(node) is not None:
-        return ops.first_input(node)
-    big = [t for t in ops.tensor_inputs(node) if shape_of(t) == shape_of(node)]
-    return big[0] if len(big) == 1 else ops.first_input(node)
-
-
-def _prelu_slopes_equal(prelu: fx.Node, r2: int) -> bool:
-    w = ops.stored_tensor(ops.prelu_weight(prelu))
-    if w is None:
-        return False
-    w = w.reshape(-1, r2)
-    return bool(torch.equal(w, w[:, :1].expand_as(w)))
-
-
-def _between_reason(node: fx.Node, chain: fx.Node, kind: str, r2: int) -> str | None:
-    """None if ``node`` may sit between the pair (see the module docstring), else why not."""
-    if node.target is torch.ops.aten.constant_pad_nd.default or \
-            node.target is torch.ops.aten.slice.Tensor:
-        crop = ops.crop_amounts(node)
-        if crop is None:
-            return None
-        if isinstance(crop, str):
-            return crop
-        return None if kind == SUBPIXEL else "a crop between the resize and the convolution"
-    if ops.is_identity(node):
-        return None
-    weight = ops.prelu_weight(node)
-    if weight is not None:
-        n = ops._numel(shape_of(weight))
-        if n == 1 or kind == RESIZE:
-            return None
-        if not _prelu_slopes_equal(node, r2):
-            return (f"per-channel PReLU ({n} slopes) between the conv and the shuffle: the "
-                    f"{r2} slopes that meet in each output channel differ")
-        return None
-    return ops.pointwise_reason(node, chain, spatial_ok=kind == RESIZE)
-
-
-def _group_mean(node: fx.Node) -> tuple[int, fx.Node, tuple[fx.Node, ...]] | None:
-    """``(G, conv, (view, mean))`` when ``node`` averages a conv's output channels in ``G``
-    groups: ``conv(x).view(N, G, C, H, W).mean(1)``; else None."""
-    if not ops.is_op(node) or node.target is not torch.ops.aten.mean.dim:
-        return None
-    dims = list(node.args[1]) if len(node.args) > 1 else []
-    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
-    view = ops.first_input(node)
-    if dims not in ([1], [-4]) or keep or not ops.is_op(view) or \
-            view.target not in (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default):
-        return None
-    conv = ops.first_input(view)
-    shape, grouped = shape_of(conv), shape_of(view)
-    if not ops.is_conv(conv) or len(view.users) != 1 or grouped is None or len(grouped) != 5 \
-            or shape is None or grouped[2:] != (shape[1] // grouped[1], *shape[2:]):
-        return None
-    return grouped[1], conv, (view, node)
-
-
 def _sum_operands_reason(node: fx.Node) -> str | None:
     """PLKSR's ``shuffle(conv(x) + repeat(x))``: name the conv the sum hides."""
     if node.target not in (torch.ops.aten.add.Tensor, torch.ops.aten.sub.Tensor):
@@ -226,9 +168,10 @@ def _sum_operands_reason(node: fx.Node) -> str | None:
 def _conv_upstream(node: fx.Node | None, r2: int) -> fx.Node | None:
     """The conv ``node`` comes from through ops that may sit between, else None."""
     while node is not None and ops.is_op(node) and not ops.is_conv(node):
-        if len(node.users) != 1 or _between_reason(node, _operand(node), SUBPIXEL, r2):
+        if len(node.users) != 1 or \
+                pair_ops.between_reason(node, pair_ops.operand(node), SUBPIXEL, r2):
             return None
-        node = _operand(node)
+        node = pair_ops.operand(node)
     return node if ops.is_conv(node) else None
 
 
@@ -240,7 +183,7 @@ def _subpixel(shuffle: fx.Node, r: int, shape: Rearrangement | None = None) -> S
     consumer = shuffle if shape is None else shape.nodes[0]
     mean_of, mean_nodes = 1, ()
     while not ops.is_conv(node):
-        grouped = _group_mean(node) if len(node.users) == 1 else None
+        grouped = pair_ops.group_mean(node) if len(node.users) == 1 else None
         if grouped is not None:
             mean_of, node, mean_nodes = grouped
             consumer = mean_nodes[0]
@@ -252,8 +195,8 @@ def _subpixel(shuffle: fx.Node, r: int, shape: Rearrangement | None = None) -> S
             others = ", ".join(ops.readable(u) for u in node.users if u is not consumer)
             raise NotASite(f"{ops.where(node)}, between its producer and the shuffle, is also "
                            f"used by {others}")
-        operand = _operand(node)
-        why = _between_reason(node, operand, SUBPIXEL, r * r)
+        operand = pair_ops.operand(node)
+        why = pair_ops.between_reason(node, operand, SUBPIXEL, r * r)
         if why is not None:
             summed = _sum_operands_reason(node) if not between else None
             if summed is not None:
@@ -268,7 +211,7 @@ def _subpixel(shuffle: fx.Node, r: int, shape: Rearrangement | None = None) -> S
         amounts = ops.crop_amounts(node)
         if isinstance(amounts, tuple):
             crop = [a + b for a, b in zip(crop, amounts, strict=True)]
-        if ops.prelu_weight(node) is not None and ops._numel(shape_of(ops.prelu_weight(node))) > 1:
+        if ops.prelu_weight(node) is not None and ops.numel(shape_of(ops.prelu_weight(node))) > 1:
             prelus.insert(0, node)
         between.insert(0, node)
         consumer, node = node, operand
@@ -334,7 +277,7 @@ def _resize(resize: fx.Node, mode: str) -> Site:
             if ops.first_input(user) is not (pad or node):
                 raise NotASite("the resize feeds a convolution's weights, not its input")
             break
-        why = _between_reason(user, node, RESIZE, 1)
+        why = pair_ops.between_reason(user, node, RESIZE, 1)
         if why is not None:
             if node is resize:
                 raise NotASite(f"its consumer is {ops.where(user)} (not a convolution)")
