@@ -46,16 +46,15 @@ class SkippedSite:
 class ConversionReport:
     """The outcome of :func:`upconv.convert` or :func:`upconv.convert_onnx`.
 
-    ``method`` says which rewrite ran (``"torch.fx"``, ``"nn.Sequential fallback"`` or
-    ``"onnx graph"``); ``fallback_reason`` why fx tracing was not used. Errors are the max
-    absolute difference and that difference relative to the largest reference magnitude,
-    measured on an input of ``input_shape``; ``None`` when not verified.
+    ``method`` says which rewrite ran (``"real-tensor trace"`` for PyTorch models, ``"onnx
+    graph"``). Errors are the max absolute difference and that difference relative to the
+    largest reference magnitude, measured on an input of ``input_shape``; ``None`` when not
+    verified.
     """
 
     method: str
     converted: list[ConvertedSite] = field(default_factory=list)
     skipped: list[SkippedSite] = field(default_factory=list)
-    fallback_reason: str | None = None
     verified: bool = False
     input_shape: tuple[int, ...] | None = None
     max_abs_error: float | None = None
@@ -71,8 +70,6 @@ class ConversionReport:
     def __str__(self) -> str:
         lines = [f"upconv conversion via {self.method}: {len(self.converted)} converted, "
                  f"{len(self.skipped)} left alone"]
-        if self.fallback_reason:
-            lines.append(f"  (torch.fx could not trace the model: {self.fallback_reason})")
         for s in self.converted:
             lines.append(
                 f"  converted  {s.kind} x{_fmt_pair(s.scale)} at {s.path}: conv "
