@@ -58,6 +58,7 @@ class Trace:
     paths: dict[int, list[str]]  # id(module) -> every path it is registered at
 
     def calls_of(self, module: nn.Module) -> list[ModuleCall]:
+        """Every recorded call of ``module``, in order."""
         return [c for c in self.calls if c.module is module]
 
     def ops_in(self, call: ModuleCall) -> list[fx.Node]:
@@ -101,6 +102,7 @@ class _Recorder(TorchDispatchMode):
         self.leaf_depth = 0
         self.constants = 0
         self.ordinals: dict[tuple[int, object], int] = {}
+        self.call_counts: dict[int, int] = {}
 
     # --- nodes -------------------------------------------------------------------------
     def _append(self, node: fx.Node, value: object = None) -> fx.Node:
@@ -177,9 +179,10 @@ class _Recorder(TorchDispatchMode):
 
     # --- module calls ------------------------------------------------------------------
     def enter(self, module: nn.Module, path: str, leaf: bool, args: tuple, kwargs: dict):
-        index = sum(1 for c in self.trace.calls if c.module is module)
-        call = ModuleCall(path, module, index, start=len(self.trace.nodes))
+        call = ModuleCall(path, module, self.call_counts.get(id(module), 0),
+                          start=len(self.trace.nodes))
         if not self.leaf_depth:
+            self.call_counts[id(module)] = call.index + 1
             call.inputs = [self.node_for(t) for t in tree_flatten((args, kwargs))[0]
                            if isinstance(t, Tensor)]
             self.trace.calls.append(call)
