@@ -168,16 +168,21 @@ def _prelu_swaps(trace: Trace, site: Site) -> list[Swap]:
     return swaps
 
 
+def _common_call(site: Site) -> ModuleCall | None:
+    """The innermost module call that every op of the site ran in."""
+    common = None
+    for level in zip(*(calls_of_node(n) for n in site.nodes), strict=False):
+        if any(c is not level[0] for c in level):
+            break
+        common = level[0]
+    return common
+
+
 def _enclosing(trace: Trace, site: Site) -> ModuleCall | None:
     """The module call that computes exactly the site's chain, if there is one."""
     if site.between:
         return None
-    stacks = [calls_of_node(n) for n in site.nodes]
-    common = None
-    for calls in zip(*stacks, strict=False):
-        if any(c is not calls[0] for c in calls):
-            break
-        common = calls[0]
+    common = _common_call(site)
     if common is None or not _only_call(trace, common, set(site.nodes)):
         return None
     if set(common.inputs) != {site.entry} or common.outputs != [site.exit]:
@@ -208,12 +213,7 @@ def _fx_edit(trace: Trace, site: Site, algorithm: str, conv_call: ModuleCall | N
     if site.mean_of > 1:
         raise _Rejected("a channel-group mean before the shuffle in a forward that does "
                         "other work too")
-    calls = [calls_of_node(n) for n in site.nodes]
-    scope = None
-    for level in zip(*calls, strict=False):
-        if any(c is not level[0] for c in level):
-            break
-        scope = level[0]
+    scope = _common_call(site)
     if scope is None or len(trace.calls_of(scope.module)) != 1:
         raise _Rejected("the functional ops run in a module called at more than one place")
     prefix = f"{scope.path}." if scope.path else ""
