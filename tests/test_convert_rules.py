@@ -411,3 +411,35 @@ def test_functional_einops_shuffle_is_reported():
     assert not report.converted and skip.limitation, str(report)
     assert skip.path == "conv → reshape-permute shuffle in EinopsUp (through relu)"
     assert "torch.fx cannot trace that forward" in skip.reason
+
+
+class SharedShuffle(nn.Module):
+    """One nn.PixelShuffle called after two convs, and (``odd``) once more on a non-conv."""
+
+    def __init__(self, odd: bool):
+        super().__init__()
+        self.a = nn.Conv2d(2, 8, 3, padding=1)
+        self.b = nn.Conv2d(2, 8, 3, padding=1)
+        self.ps = nn.PixelShuffle(2)
+        self.odd = odd
+
+    def forward(self, x):
+        y = self.ps(self.a(x)) + self.ps(self.b(x))
+        return y + self.ps(x.repeat(1, 4, 1, 1)) if self.odd else y
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_a_shuffle_module_shared_by_several_calls(odd):
+    """Identity only when every call follows a converted conv; else the forward is
+    rewritten (torch.fx) and the other call keeps its shuffle."""
+    torch.manual_seed(0)
+    model = SharedShuffle(odd).double().eval()
+    converted, report = upconv.convert(model, torch.randn(1, 2, 4, 5, dtype=torch.float64),
+                                       algorithm=REF)
+    assert [s.path for s in report.converted] == ["a", "b"]
+    assert [s.reason for s in report.skipped] == (["its input is repeat in SharedShuffle (not "
+                                                   "a convolution)"] if odd else [])
+    assert isinstance(converted.ps, nn.Identity) != odd
+    x2 = torch.randn(2, 2, 3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x2), model(x2))
