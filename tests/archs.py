@@ -243,7 +243,8 @@ ARCHITECTURES = {
 }
 
 
-# Where the ONNX-level conversion of the original export finds fewer sites than torch.fx:
+# Where the ONNX-level conversion of the original export finds fewer sites than the PyTorch
+# path:
 # the U-Net's F.interpolate(size=..., mode="nearest-exact") exports (dynamo exporter) as a
 # GatherND, not a Resize, so only its nn.Upsample site converts.
 ONNX_EXPECTED = {"unet": {"sub-pixel": 0, "resize": 1, "left alone": 0},

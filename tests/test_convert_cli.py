@@ -69,7 +69,7 @@ def test_verification_failure_exits_non_zero(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["missing.onnx"], "neither an existing .onnx file nor a bundled model"),
+    (["missing.onnx"], "neither an existing file (.onnx, .pth"),
     (["espcn-x3", "--input-shape", "1x1x3"], "N x C x H x W"),
     (["espcn-x3", "--input-shape", "axbxcxd"], "N x C x H x W"),
 ])

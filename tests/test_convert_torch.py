@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import upconv
-from upconv.convert import VerificationError, convert, fx_subpixel
+from upconv.convert import VerificationError, convert, plan
 from upconv.sr import ESPCN
 
 # A reference deconvolution algorithm: these tests check the conversion, not the fast engine
@@ -39,7 +39,8 @@ def test_architecture_sites_and_outputs(name):
     x = torch.randn(*shape)
     converted, report = convert(model, x, algorithm=REF)
     assert _counts(report) == expected, str(report)
-    assert report.method == "torch.fx"
+    assert report.method == "real-tensor trace"
+    assert type(converted) is type(model)  # the user's own class, methods and forward
     assert report.verified and report.max_rel_error < 1e-5
     deconvs = [m for m in converted.modules() if isinstance(m, upconv.Deconv2d)]
     assert len(deconvs) == len(report.converted)
@@ -70,32 +71,37 @@ def test_state_dict_round_trip():
 
 def test_unsupported_patterns_are_reported_not_crashed_on():
     model = archs.Mixed().eval()
-    _, report = convert(model, torch.randn(1, 1, 8, 8), algorithm=REF)
-    reasons = {s.path.split(" ")[0]: s.reason for s in report.skipped}
-    assert len(report.converted) == 1 and report.converted[0].bias == "periodic"
-    assert "used elsewhere" in reasons["shared"]
-    assert "dilation" in reasons["dilated"]
-    assert "groups=2" in reasons["grouped"]
-    assert "does not keep size" in reasons["interpolate()"]
-    assert "bilinear" in reasons["interpolate_1()"]
-    assert "non-integer scale" in reasons["interpolate_2()"]
-    assert "not a convolution" in reasons["interpolate_3()"]
-    assert "not a convolution" in reasons["pixel_shuffle_1()"]
+    converted, report = convert(model, torch.randn(1, 1, 8, 8), algorithm=REF)
+    reasons = [(s.path, s.reason) for s in report.skipped]
+    # the grouped conv and the functional conv + shuffle convert: Mixed.forward rewritten by
+    # torch.fx (now a GraphModule), a grouped Deconv2d, and one on the functional weights
+    assert [(s.path, s.bias) for s in report.converted] == [("grouped", "periodic"),
+                                                           ("fw_deconv", "periodic")]
+    assert isinstance(converted, torch.fx.GraphModule) and converted.grouped.groups == 2
+    assert reasons[0] == ("F.pixel_shuffle in Mixed",
+                          "the conv output is used elsewhere too (not only by the shuffle)")
+    assert reasons[1] == ("F.pixel_shuffle#2 in Mixed", reasons[0][1])
+    assert "dilation (2, 2)" in reasons[2][1]
+    assert "does not keep size" in reasons[3][1]
+    assert "bilinear resize" in reasons[4][1]
+    assert "non-integer scale: 8x8 → 12x12" in reasons[5][1]
+    assert "non-integer scale: 12x12 → 16x16" in reasons[6][1]
+    assert len(reasons) == 7
     text = str(report)
-    assert "left alone sub-pixel at dilated → pixel_shuffle_2()" in text
+    assert "left alone sub-pixel at F.pixel_shuffle#3 in Mixed" in text
     assert "verified on input 1x1x8x8" in text
 
 
-def test_untraceable_model_uses_sequential_fallback():
+def test_data_dependent_control_flow_is_no_obstacle():
+    """fx cannot trace this forward; the real-tensor trace can, and modules are swapped in
+    place (Identity where the shuffle / resize was), so indices and keys stay put."""
     model = archs.Untraceable().eval()
     x = torch.randn(1, 1, 6, 5)
     converted, report = convert(model, x, algorithm=REF)
-    assert report.method == "nn.Sequential fallback"
-    assert "control flow" in report.fallback_reason
     assert [(s.path, s.kind) for s in report.converted] == [("up.0", "sub-pixel"),
                                                              ("up.4", "resize")]
     assert isinstance(converted.up[1], nn.Identity) and isinstance(converted.up[3], nn.Identity)
-    assert "could not trace" in str(report)
+    assert [s.reason for s in report.skipped] == ["a pixel shuffle by 1 is the identity"]
     with torch.no_grad():
         torch.testing.assert_close(converted(x), model(x), rtol=1e-4, atol=1e-5)
 
@@ -112,15 +118,15 @@ def test_upconv_layers_are_sites(upsampler):
 
 
 def test_verification_failure_raises_with_errors(monkeypatch):
-    real = fx_subpixel.subpixel_deconv
+    real = plan.build_subpixel_deconv
 
-    def wrong(conv, scale, algorithm):
-        deconv = real(conv, scale, algorithm)
+    def wrong(*args, **kwargs):
+        deconv = real(*args, **kwargs)
         with torch.no_grad():
             deconv.weight[0, 0, 0, 0] += 1.0
         return deconv
 
-    monkeypatch.setattr(fx_subpixel, "subpixel_deconv", wrong)
+    monkeypatch.setattr(plan, "build_subpixel_deconv", wrong)
     model, _, shape = archs.build("espcn-x2")
     with pytest.raises(VerificationError, match=r"max abs error .* max rel error") as err:
         convert(model, torch.randn(*shape), algorithm=REF)
@@ -172,7 +178,9 @@ class _FunctionalSite(nn.Module):
        functional=st.booleans(), h=st.integers(1, 5), w=st.integers(1, 5))
 def test_any_site_geometry(cin, c, kh, kw, rh, rw, bias, resize, functional, h, w):
     if not resize:
-        rw = rh  # pixel shuffle has one factor
+        rh = rw = max(rh, 2)  # pixel shuffle has one factor; by 1 it is the identity
+    elif (rh, rw) == (1, 1):
+        rw = 2  # a resize to the same size is the identity, not a site
     model = _FunctionalSite(cin, c, (kh, kw), (rh, rw), bias, resize, functional).double().eval()
     x = torch.randn(2, cin, h, w, dtype=torch.float64)
     converted, report = convert(model, x, algorithm=REF)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import upsampling_problems
 
 import upconv
@@ -141,3 +142,97 @@ def test_symmetric_geometry_is_the_papers():
     g = upconv.resize_deconv_geometry(3, 3)
     assert (g.stride, g.padding, g.kernel_size) == ((3, 3), (1, 1, 1, 1), (5, 5))
     assert g.output_size(321, 481) == (963, 1443)
+
+
+# --- grouped convolutions and crops before the shuffle ----------------------------------
+
+
+def conv_transpose_cropped(x, weight, bias, stride, crops, groups):
+    """PyTorch's ``conv_transpose2d`` (no padding) with per-side crops applied by slicing."""
+    top, bottom, left, right = crops
+    y = F.conv_transpose2d(x, weight, None, stride, groups=groups)
+    y = y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
+    if bias is not None:  # (C, bh, bw) periodic, or (C,)
+        b = bias if bias.ndim == 3 else bias[:, None, None]
+        reps = (1, -(-y.shape[2] // b.shape[1]), -(-y.shape[3] // b.shape[2]))
+        y = y + b.repeat(*reps)[:, :y.shape[2], :y.shape[3]]
+    return y
+
+
+@st.composite
+def grouped_problems(draw):
+    g = draw(st.integers(1, 3))
+    return dict(g=g, cin=g * draw(st.integers(1, 2)), c=g * draw(st.integers(1, 2)),
+                k=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+                r=draw(st.integers(1, 3)), rw=draw(st.integers(1, 3)), bias=draw(st.booleans()),
+                h=draw(st.integers(1, 5)), w=draw(st.integers(1, 5)))
+
+
+@given(p=grouped_problems())
+def test_grouped_subpixel_conv_equals_grouped_conv_transpose(p):
+    """A grouped sub-pixel conv (CARN-M) is conv_transpose2d(groups=g) of the shuffled weight."""
+    g, r, (kh, kw) = p["g"], p["r"], p["k"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, p["cin"], p["h"], p["w"], generator=gen, dtype=torch.float64)
+    w = torch.randn(p["c"] * r * r, p["cin"] // g, kh, kw, generator=gen, dtype=torch.float64)
+    b = torch.randn(p["c"] * r * r, generator=gen, dtype=torch.float64) if p["bias"] else None
+    expected = shuffle_oracle(F.conv2d(x, w, b, padding="same", groups=g), r, r)
+    geo = upconv.subpixel_deconv_geometry((kh, kw), r)
+    wd = upconv.weight_shuffle(w, r, groups=g)
+    assert wd.shape == (p["cin"], p["c"] // g, r * kh, r * kw)
+    got = conv_transpose_cropped(x, wd, upconv.bias_shuffle(b, r) if b is not None else None,
+                                 geo.stride, geo.padding, g)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@given(p=grouped_problems())
+def test_grouped_resize_conv_equals_grouped_conv_transpose(p):
+    g, (rh, rw), (kh, kw) = p["g"], (p["r"], p["rw"]), p["k"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, p["cin"], p["h"], p["w"], generator=gen, dtype=torch.float64)
+    w = torch.randn(p["c"], p["cin"] // g, kh, kw, generator=gen, dtype=torch.float64)
+    b = torch.randn(p["c"], generator=gen, dtype=torch.float64) if p["bias"] else None
+    up = F.interpolate(x, scale_factor=(rh, rw), mode="nearest")
+    expected = F.conv2d(up, w, b, padding="same", groups=g)
+    geo = upconv.resize_deconv_geometry((kh, kw), (rh, rw))
+    wd = upconv.weight_convolution(w, (rh, rw), groups=g)
+    assert wd.shape == (p["cin"], p["c"] // g, kh + rh - 1, kw + rw - 1)
+    got = conv_transpose_cropped(x, wd, b, geo.stride, geo.padding, g)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_groups_that_do_not_divide_are_refused():
+    with pytest.raises(ValueError, match="not divisible by groups=2"):
+        upconv.weight_shuffle(torch.randn(3 * 4, 1, 3, 3), 2, groups=2)  # C = 3
+    with pytest.raises(ValueError, match="not divisible by groups=2"):
+        upconv.weight_convolution(torch.randn(3, 1, 3, 3), 2, groups=2)
+    with pytest.raises(ValueError, match="groups must be an integer >= 1"):
+        upconv.weight_shuffle(torch.randn(4, 1, 3, 3), 2, groups=0)
+
+
+@given(k=st.tuples(st.integers(1, 4), st.integers(1, 4)), r=st.integers(1, 3),
+       pad=st.tuples(*[st.integers(0, 4)] * 4), crop=st.tuples(*[st.integers(0, 2)] * 4),
+       h=st.integers(1, 6), w=st.integers(1, 6))
+def test_conv_crop_shuffle_equals_cropped_deconv(k, r, pad, crop, h, w):
+    """Any zero padding and a crop before the shuffle (RealCUGAN's valid conv + F.pad(-1))."""
+    (kh, kw), (pt, pb, pl, pr), (ct, cb, cl, cr) = k, pad, crop
+    out_h, out_w = h + pt + pb - kh + 1 - ct - cb, w + pl + pr - kw + 1 - cl - cr
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, h, w, generator=gen, dtype=torch.float64)
+    wc = torch.randn(3 * r * r, 2, kh, kw, generator=gen, dtype=torch.float64)
+    bc = torch.randn(3 * r * r, generator=gen, dtype=torch.float64)
+    reach = (pt - kh + 1 - ct, pb - kh + 1 - cb, pl - kw + 1 - cl, pr - kw + 1 - cr)
+    if max(reach) > 0:  # padding beyond what the kernel reaches: no deconvolution crops it
+        with pytest.raises(ValueError, match="negative crops"):
+            upconv.shapes.cropped_subpixel_deconv_geometry(k, r, pad, crop)
+        return
+    if out_h < 1 or out_w < 1:
+        return
+    z = F.conv2d(F.pad(x, (pl, pr, pt, pb)), wc, bc)
+    expected = shuffle_oracle(z[:, :, ct:z.shape[2] - cb, cl:z.shape[3] - cr], r, r)
+    geo = upconv.shapes.cropped_subpixel_deconv_geometry(k, r, pad, crop)
+    got = conv_transpose_cropped(x, upconv.weight_shuffle(wc, r), upconv.bias_shuffle(bc, r),
+                                 geo.stride, geo.padding, 1)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    if pt + pb == kh - 1 and pl + pr == kw - 1 and crop == (0, 0, 0, 0):
+        assert geo == upconv.subpixel_deconv_geometry(k, r, pad)

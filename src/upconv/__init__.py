@@ -9,6 +9,7 @@ from .algorithms import ALGORITHMS
 from .convert import convert, convert_onnx
 from .functional import deconv2d, pixel_shuffle, resize_conv2d, sub_pixel_conv2d
 from .layers import Deconv2d, ResizeConv2d, SubPixelConv2d
+from .load import LoadedModel, load_model
 from .ops import export_decompositions
 from .shapes import DeconvGeometry, resize_deconv_geometry, subpixel_deconv_geometry
 from .transforms import bias_shuffle, weight_convolution, weight_shuffle
@@ -19,6 +20,7 @@ __all__ = [
     "ALGORITHMS",
     "Deconv2d",
     "DeconvGeometry",
+    "LoadedModel",
     "ResizeConv2d",
     "SubPixelConv2d",
     "__version__",
@@ -27,6 +29,7 @@ __all__ = [
     "convert_onnx",
     "deconv2d",
     "export_decompositions",
+    "load_model",
     "pixel_shuffle",
     "resize_conv2d",
     "resize_deconv_geometry",

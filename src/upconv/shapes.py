@@ -175,6 +175,34 @@ def subpixel_deconv_geometry(
     )
 
 
+def cropped_subpixel_deconv_geometry(
+    kernel_size: int | Sequence[int], scale: ScaleLike, padding: int | Sequence[int] = 0,
+    crop: int | Sequence[int] = 0,
+) -> DeconvGeometry:
+    """Deconvolution equal to conv (zero ``padding``, any amount) → crop → pixel shuffle.
+
+    ``padding`` and ``crop`` are ``(top, bottom, left, right)`` (or an int / pair): the conv's
+    zero padding, and how many of its output rows / columns are dropped before the shuffle.
+    Output row ``i`` of the cropped conv reads input rows ``i + crop_top - pad_top + k``;
+    the deconvolution has stride ``(rh, rw)``, kernel ``(rh·Kh, rw·Kw)`` and crops
+    ``rh·(Kh - 1 - pad_top + crop_top)`` before and ``rh·(Kh - 1 - pad_bottom + crop_bottom)``
+    after (likewise for width). With same padding and no crop this is
+    :func:`subpixel_deconv_geometry`. Raises ValueError when a crop would be negative
+    (padding wider than the kernel reaches).
+    """
+    rh, rw = scale_pair(scale)
+    kh, kw = pair(kernel_size, "kernel_size", minimum=1)
+    pt, pb, pl, pr = padding4(padding, "padding")
+    ct, cb, cl, cr = padding4(crop, "crop")
+    crops = (rh * (kh - 1 - pt + ct), rh * (kh - 1 - pb + cb),
+             rw * (kw - 1 - pl + cl), rw * (kw - 1 - pr + cr))
+    if min(crops) < 0:
+        raise ValueError(f"padding {(pt, pb, pl, pr)} with crop {(ct, cb, cl, cr)} reaches "
+                         f"beyond kernel {(kh, kw)}: the deconvolution would need negative "
+                         f"crops {crops}")
+    return DeconvGeometry(stride=(rh, rw), padding=crops, kernel_size=(rh * kh, rw * kw))
+
+
 def resize_deconv_geometry(
     kernel_size: int | Sequence[int], scale: ScaleLike, padding: PaddingLike = "same"
 ) -> DeconvGeometry:

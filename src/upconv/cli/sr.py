@@ -16,12 +16,33 @@ def _edge_model(net, algorithm: str):
 
 
 def _load(model: str | None, scale: int):
+    """upconv's own ESPCN (bundled name, or a file saved by upconv), else any checkpoint
+    spandrel recognises (:func:`upconv.load_model`, as a
+    :class:`~upconv.load.CheckpointNetwork`)."""
+    from pathlib import Path
+
     from ..sr.pretrained import load_for_scale
 
     try:
         return load_for_scale(model, scale)
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--model") from None
+        own_error = err
+    if model is None or not Path(model).is_file():
+        raise click.BadParameter(str(own_error), param_hint="--model")
+    from ..load import EXTENSIONS, load_model
+
+    if Path(model).suffix.lower() not in EXTENSIONS:
+        raise click.BadParameter(str(own_error), param_hint="--model")
+    try:
+        loaded = load_model(model)
+    except (ImportError, ValueError) as err:
+        raise click.BadParameter(f"{own_error}; as a checkpoint of another architecture: "
+                                 f"{err}", param_hint="--model") from None
+    if loaded.scale != scale:
+        raise click.BadParameter(f"{model} is a ×{loaded.scale} {loaded.architecture} model "
+                                 f"but --scale is {scale}; pass --scale {loaded.scale}",
+                                 param_hint="--model")
+    return loaded.network()
 
 
 def _threads(threads: int | None) -> None:

@@ -1,6 +1,6 @@
 """Whole-model conversion: every sub-pixel / nearest-resize convolution → a deconvolution.
 
-:func:`convert` rewrites PyTorch models (torch.fx, or an ``nn.Sequential`` fallback);
+:func:`convert` rewrites PyTorch models (a recorded real forward, module swaps);
 :func:`convert_onnx` rewrites ONNX graphs. Both return ``(converted, ConversionReport)``.
 """
 

@@ -1,6 +1,6 @@
 """A trained convolution's parameters, checked for the sub-pixel / resize → deconv rewrites.
 
-Both the torch.fx and the ONNX rewrites describe the convolution they found as
+The PyTorch and the ONNX rewrites describe the convolution they found as
 :class:`ConvParams`; :func:`same_padding_or_reason` says whether it qualifies.
 """
 

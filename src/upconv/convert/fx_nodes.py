@@ -157,25 +157,3 @@ def fresh_path(gm: fx.GraphModule, stem: str) -> str:
     while hasattr(gm, name):
         name, i = f"{stem}_{i}", i + 1
     return name
-
-
-def replace_chain(gm: fx.GraphModule, first: fx.Node, last: fx.Node, module: nn.Module,
-                  path: str, x: fx.Node) -> None:
-    """Replace the two-node chain ``first → last`` by ``module(x)`` installed at ``path``.
-
-    ``first``'s only user must be ``last``. Weight ``get_attr`` nodes left unused are erased.
-    """
-    set_submodule(gm, path, module)
-    with gm.graph.inserting_before(last):
-        new = gm.graph.call_module(path, (x,))
-    # same function, same output: later rewrites read the shape ShapeProp recorded on ``last``
-    new.meta.update({k: v for k, v in last.meta.items() if k == "tensor_meta"})
-    last.replace_all_uses_with(new)
-    inputs = [n for n in first.all_input_nodes if n.op == "get_attr"]
-    inputs += [n for n in last.all_input_nodes if n.op == "get_attr"]
-    gm.graph.erase_node(last)
-    if first is not last:
-        gm.graph.erase_node(first)
-    for n in inputs:
-        if not n.users:
-            gm.graph.erase_node(n)

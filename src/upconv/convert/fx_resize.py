@@ -1,4 +1,4 @@
-"""torch.fx rewrite: nearest resize (integer scale) → same-padded conv ⇒ :class:`~upconv.Deconv2d`.
+"""torch.fx site finding: nearest resize (integer scale) → same-padded conv, for the cost walker.
 
 The resize may be ``nn.Upsample`` or ``F.interpolate`` with ``scale_factor`` or ``size``; the
 scale is read from the shapes :class:`~torch.fx.passes.shape_prop.ShapeProp` recorded on the
@@ -11,19 +11,16 @@ from torch import fx
 
 from ..shapes import IntPair, scale_pair
 from .conv_params import Unsupported, same_padding_or_reason
-from .deconv_factory import bias_kind, resize_deconv
 from .fx_nodes import (
     FxSite,
     call_count,
     conv_params,
-    fresh_path,
     interpolation,
     is_conv,
     node_path,
-    replace_chain,
     tensor_shape,
 )
-from .report import ConversionReport, ConvertedSite, SkippedSite
+from .report import SkippedSite
 
 KIND = "resize"
 NEAREST_MODES = ("nearest", "nearest-exact")
@@ -82,29 +79,3 @@ def resize_site(gm: fx.GraphModule, resize: fx.Node) -> FxSite | SkippedSite | N
     except Unsupported as why:
         return SkippedSite(where, KIND, str(why))
     return FxSite(KIND, resize, conv_node, conv_node, conv, scale, pad, where)
-
-
-def rewrite_resize(gm: fx.GraphModule, algorithm: str, report: ConversionReport) -> None:
-    """Rewrite every nearest resize whose only consumer is a convertible conv.
-
-    Needs ``ShapeProp`` metadata on the nodes. Every resize is converted or reported.
-    """
-    for resize in list(gm.graph.nodes):
-        site = resize_site(gm, resize)
-        if site is None:
-            continue
-        if isinstance(site, SkippedSite):
-            report.skip(site.path, site.kind, site.reason)
-            continue
-        conv_node, conv, scale, where = site.conv_node, site.conv, site.scale, site.where
-        try:
-            deconv = resize_deconv(conv, scale, algorithm)
-        except Unsupported as why:
-            report.skip(where, KIND, str(why))
-            continue
-        path = (str(conv_node.target) if conv_node.op == "call_module"
-                else fresh_path(gm, f"{conv_node.name}_deconv"))
-        resize_in = resize.args[0] if resize.args else resize.kwargs["input"]
-        replace_chain(gm, resize, conv_node, deconv, path, resize_in)
-        report.add_converted(ConvertedSite(path, KIND, scale, conv.kernel_size,
-                                           deconv.kernel_size, algorithm, bias_kind(deconv), where))

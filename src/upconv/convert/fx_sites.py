@@ -1,6 +1,8 @@
-"""Every site :func:`upconv.convert` would rewrite in a traced graph, found without rewriting.
+"""The strict conv → shuffle / nearest resize → conv pairs of a torch.fx graph.
 
-One source of truth for the converter's rules: the cost walker counts what this finds.
+The cost walker (:mod:`upconv.cost.walk_fx`) counts what this finds on symbolically traced
+models. :func:`upconv.convert` finds its sites on a recorded real forward instead
+(:mod:`upconv.convert.sites`), which also sees untraceable models and ops between the pair.
 """
 
 from __future__ import annotations

@@ -1,23 +1,20 @@
-"""torch.fx rewrite: conv → pixel shuffle (module or functional) ⇒ :class:`~upconv.Deconv2d`."""
+"""torch.fx site finding: conv → pixel shuffle (module or functional), for the cost walker."""
 
 from __future__ import annotations
 
 from torch import fx
 
 from .conv_params import Unsupported
-from .deconv_factory import bias_kind, subpixel_deconv, subpixel_padding
+from .deconv_factory import subpixel_padding
 from .fx_nodes import (
     FxSite,
     call_count,
-    conv_input,
     conv_params,
-    fresh_path,
     is_conv,
     node_path,
-    replace_chain,
     shuffle_factor,
 )
-from .report import ConversionReport, ConvertedSite, SkippedSite
+from .report import SkippedSite
 
 KIND = "sub-pixel"
 
@@ -44,27 +41,3 @@ def subpixel_site(gm: fx.GraphModule, shuffle: fx.Node) -> FxSite | SkippedSite 
     except Unsupported as why:
         return SkippedSite(where, KIND, str(why))
     return FxSite(KIND, src, shuffle, src, conv, (r, r), pad, where)
-
-
-def rewrite_subpixel(gm: fx.GraphModule, algorithm: str, report: ConversionReport) -> None:
-    """Rewrite every pixel shuffle whose input is a convertible conv used only by it.
-
-    Each pixel shuffle is either converted (with its conv) or reported as left alone.
-    """
-    for shuffle in list(gm.graph.nodes):
-        site = subpixel_site(gm, shuffle)
-        if site is None:
-            continue
-        if isinstance(site, SkippedSite):
-            report.skip(site.path, site.kind, site.reason)
-            continue
-        src, conv, where = site.conv_node, site.conv, site.where
-        try:
-            deconv = subpixel_deconv(conv, site.scale, algorithm)
-        except Unsupported as why:
-            report.skip(where, KIND, str(why))
-            continue
-        path = str(src.target) if src.op == "call_module" else fresh_path(gm, f"{src.name}_deconv")
-        replace_chain(gm, src, shuffle, deconv, path, conv_input(src))
-        report.add_converted(ConvertedSite(path, KIND, site.scale, conv.kernel_size,
-                                           deconv.kernel_size, algorithm, bias_kind(deconv), where))

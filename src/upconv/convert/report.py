@@ -29,27 +29,32 @@ class ConvertedSite:
 
 @dataclass(frozen=True)
 class SkippedSite:
-    """A candidate left as it was, and why."""
+    """A candidate left as it was, and why.
+
+    ``limitation`` is True when the candidate is a sub-pixel / nearest-resize convolution in
+    principle that upconv could not rewrite (a miss), False when it is no such pattern
+    (bilinear resize, no convolution, already a deconvolution, ...).
+    """
 
     path: str
     kind: str
     reason: str
+    limitation: bool = False
 
 
 @dataclass
 class ConversionReport:
     """The outcome of :func:`upconv.convert` or :func:`upconv.convert_onnx`.
 
-    ``method`` says which rewrite ran (``"torch.fx"``, ``"nn.Sequential fallback"`` or
-    ``"onnx graph"``); ``fallback_reason`` why fx tracing was not used. Errors are the max
-    absolute difference and that difference relative to the largest reference magnitude,
-    measured on an input of ``input_shape``; ``None`` when not verified.
+    ``method`` says which rewrite ran (``"real-tensor trace"`` for PyTorch models, ``"onnx
+    graph"``). Errors are the max absolute difference and that difference relative to the
+    largest reference magnitude, measured on an input of ``input_shape``; ``None`` when not
+    verified.
     """
 
     method: str
     converted: list[ConvertedSite] = field(default_factory=list)
     skipped: list[SkippedSite] = field(default_factory=list)
-    fallback_reason: str | None = None
     verified: bool = False
     input_shape: tuple[int, ...] | None = None
     max_abs_error: float | None = None
@@ -59,14 +64,12 @@ class ConversionReport:
     def add_converted(self, site: ConvertedSite) -> None:
         self.converted.append(site)
 
-    def skip(self, path: str, kind: str, reason: str) -> None:
-        self.skipped.append(SkippedSite(path, kind, reason))
+    def skip(self, path: str, kind: str, reason: str, limitation: bool = False) -> None:
+        self.skipped.append(SkippedSite(path, kind, reason, limitation))
 
     def __str__(self) -> str:
         lines = [f"upconv conversion via {self.method}: {len(self.converted)} converted, "
                  f"{len(self.skipped)} left alone"]
-        if self.fallback_reason:
-            lines.append(f"  (torch.fx could not trace the model: {self.fallback_reason})")
         for s in self.converted:
             lines.append(
                 f"  converted  {s.kind} x{_fmt_pair(s.scale)} at {s.path}: conv "
