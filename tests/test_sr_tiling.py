@@ -105,3 +105,27 @@ def test_each_call_is_bounded_by_the_tile_plus_halo():
     bound = 32 + 2 * net.receptive_radius
     assert len(net.calls) == 5 * 4
     assert max(h for h, _ in net.calls) <= bound and max(w for _, w in net.calls) <= bound
+
+
+def test_unknown_receptive_radius_runs_in_one_piece():
+    """A network whose receptive radius is unknown (a checkpoint's transformer) is not tiled:
+    one call on the whole image, so the output cannot depend on the tile size."""
+    from torch import nn
+
+    from upconv.sr.tiling import upscale_tiled
+
+    class Net(nn.Module):
+        scale, receptive_radius = 2, None
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def forward(self, x):
+            self.calls.append(tuple(x.shape))
+            return x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    net = Net()
+    x = torch.rand(1, 3, 70, 90)
+    y = upscale_tiled(net, x, tile=32)
+    assert net.calls == [(1, 3, 70, 90)] and tuple(y.shape) == (1, 3, 140, 180)

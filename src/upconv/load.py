@@ -67,13 +67,11 @@ class CheckpointNetwork(nn.Module):
     ``scale``, ``input_channels``, ``receptive_radius``, ``to_deconv(algorithm)``.
 
     ``forward`` returns the model's (first) output tensor. The receptive radius of an arbitrary
-    architecture is unknown (a transformer's windows see the whole image), so it is reported
-    as :data:`UNBOUNDED`: a tiled run then feeds every tile the whole image, which keeps the
-    output identical to an untiled run but saves no memory. ``to_deconv`` runs
-    :func:`upconv.convert` (verified) on ``example`` and keeps the report in ``.report``.
+    architecture is unknown (a transformer's shifted windows reach further with every block),
+    so it is ``None``: :func:`upconv.sr.tiling.upscale_tiled` then runs the image in one piece
+    (tiles would change the output). ``to_deconv`` runs :func:`upconv.convert` (verified) on
+    ``example`` and keeps the report in ``.report``.
     """
-
-    UNBOUNDED = 1 << 30
 
     def __init__(self, model: nn.Module, scale: int, input_channels: int, architecture: str,
                  example: torch.Tensor, report: object = None) -> None:
@@ -82,7 +80,7 @@ class CheckpointNetwork(nn.Module):
         self.scale = int(scale)
         self.input_channels = int(input_channels)
         self.architecture = architecture
-        self.receptive_radius = self.UNBOUNDED
+        self.receptive_radius: int | None = None
         self.report = report
         self._example = example
 

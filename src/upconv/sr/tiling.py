@@ -39,8 +39,10 @@ def upscale_tiled(model: nn.Module, x: Tensor, tile: int | None = None, *,
     """``model(x)`` for ``x (N, C, H, W)`` → ``(N, C', r·H, r·W)``, ``tile × tile`` at a time.
 
     ``model`` needs integer attributes ``scale`` (r) and ``receptive_radius`` (low-res pixels
-    each output depends on, per side). ``tile=None`` (or a tile covering the image) runs in
-    one piece. Peak activation memory grows with ``(tile + 2·radius)²``, not with ``H·W``.
+    each output depends on, per side; ``None`` when unknown, and then the image runs in one
+    piece, since tiles would change the output). ``tile=None`` (or a tile covering the image)
+    runs in one piece. Peak activation memory grows with ``(tile + 2·radius)²``, not with
+    ``H·W``.
 
     ``exact`` (CPU): run convolutions with PyTorch's native kernels (im2col + MKL GEMM), whose
     arithmetic per output does not depend on the input size once a call covers more than a
@@ -70,10 +72,11 @@ def _onednn(enabled: bool) -> Iterator[None]:
 
 
 def _run_tiles(model: nn.Module, x: Tensor, tile: int | None) -> Tensor:
-    r, halo = int(model.scale), int(model.receptive_radius)
     n, _, h, w = x.shape
-    if tile is None or (tile >= h and tile >= w):
+    radius = getattr(model, "receptive_radius", None)
+    if tile is None or radius is None or (tile >= h and tile >= w):
         return model(x)
+    r, halo = int(model.scale), int(radius)
     out: Tensor | None = None
     for top, bottom, in_top, in_bottom in tile_spans(h, tile, halo):
         for left, right, in_left, in_right in tile_spans(w, tile, halo):
