@@ -54,8 +54,10 @@ def _threads(threads: int | None) -> None:
 
 model_option = click.option(
     "--model", "model", default=None, metavar="NAME|PATH",
-    help="Bundled model (espcn-x2, espcn-x3, espcn-x4, espcn-resize-x3) or a .safetensors / "
-         ".pt file. Default: the bundled sub-pixel model for --scale.")
+    help="Bundled model (espcn-x2, espcn-x3, espcn-x4, espcn-resize-x3), an upconv ESPCN file, "
+         "or a checkpoint of any architecture spandrel knows (.pth/.pt/.ckpt/.safetensors, "
+         "loaded without running pickled code). Default: the bundled sub-pixel model for "
+         "--scale.")
 scale_option = click.option("--scale", type=click.IntRange(min=2), default=3, show_default=True,
                             help="Upscaling factor; must match the model's.")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
