@@ -1,9 +1,23 @@
-"""ONNX rewrite: ``Conv → DepthToSpace`` (CRD or DCR, biased or not) ⇒ ``ConvTranspose``.
+"""ONNX rewrite: ``Conv → [elementwise ops, crops] → pixel shuffle`` ⇒ ``ConvTranspose``.
 
-A DCR shuffle reads the conv's channels in block-major order; permuting the conv's output
-channels to CRD (PyTorch's pixel-shuffle order) first lets one weight shuffle serve both.
-A bias whose ``r²`` shuffled values agree per channel stays a ``ConvTranspose`` bias; any other
-becomes a periodic bias added after it (see :func:`conv_transpose_nodes`).
+The pixel shuffle is any run :func:`~upconv.convert.onnx_shuffle.find_shuffles` proves to be
+one: ``DepthToSpace`` (``CRD`` or ``DCR``) or the ``Reshape → Transpose → Reshape`` of legacy
+exports. Its channel permutation ``π`` is applied to the conv's output channels first, so
+one weight shuffle serves every order. Between the conv and the shuffle:
+
+* scalar / per-channel ``Mul``, ``Div``, ``Add``, ``Sub`` before anything nonlinear are folded
+  into the conv's weights and bias;
+* other value-by-value ops (``Relu``, ``LeakyRelu``, ``PRelu``, ``Clip``, …, and the scale /
+  shift ops after them) move after the ``ConvTranspose``: a pixel shuffle only moves values,
+  so they commute when their constants agree on the ``rh·rw`` conv channels of every output
+  channel (a per-channel ``PRelu`` slope is then indexed by output channel);
+* spatial crops (``Slice``, negative ``Pad``) become extra crops of the ``ConvTranspose``
+  (``r`` output pixels per input pixel); a conv whose padding does not keep the size (a
+  valid conv) is a same conv followed by a crop, so it converts the same way.
+
+A grouped conv converts into a grouped ``ConvTranspose`` when every output channel's
+``rh·rw`` conv channels come from group ``⌊c·g / C⌋`` (``g`` divides ``C``); the periodic bias
+is added after (see :func:`~upconv.convert.onnx_graph.conv_transpose_nodes`).
 """
 
 from __future__ import annotations
@@ -11,11 +25,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import torch
 
-from .conv_params import ConvParams, Unsupported
+from .conv_params import Unsupported
 from .deconv_factory import subpixel_deconv
-from .onnx_graph import GraphEditor, attributes, conv_transpose_nodes, node_label
+from .onnx_crop import same_padding_and_crop
+from .onnx_elementwise import Elementwise, classify, emit
+from .onnx_graph import GraphEditor, conv_transpose_nodes, node_label
+from .onnx_shuffle import NotShuffled, ShuffleSite, find_shuffles
 from .report import ConversionReport, ConvertedSite
 
 KIND = "sub-pixel"
@@ -34,45 +52,182 @@ def _plain_if_uniform(bias: np.ndarray) -> np.ndarray:
     return flat[:, 0].copy() if np.all(flat == flat[:, :1]) else bias
 
 
-def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
-    """Queue a rewrite of every ``DepthToSpace`` fed by a convertible ``Conv``; report the rest."""
-    for d2s in editor.graph.node:
-        if d2s.op_type != "DepthToSpace" or d2s.domain not in ("", "ai.onnx"):
-            continue
-        where = node_label(d2s)
-        a = attributes(d2s)
-        r, mode = int(a["blocksize"]), a.get("mode", "DCR")
-        conv = editor.producer.get(d2s.input[0])
+class PathError(Unsupported):
+    """No convertible conv path; ``nodes`` are the nodes walked (from the shuffle back)."""
+
+    def __init__(self, reason: str, nodes: list[onnx.NodeProto]) -> None:
+        super().__init__(reason)
+        self.nodes = nodes
+
+
+def conv_path(editor: GraphEditor, start: str, channels: int
+              ) -> tuple[onnx.NodeProto, list[Elementwise]]:
+    """The ``Conv`` whose output reaches tensor ``start`` through elementwise ops / crops,
+    each read by the next only, and those ops in order from the conv; :class:`PathError`
+    otherwise."""
+    ops: list[Elementwise] = []
+    walked: list[onnx.NodeProto] = []
+    cur = start
+    while True:
+        node = editor.producer.get(cur)
+        if node is None:
+            raise PathError("its input is not a Conv (it is a graph input)", walked)
+        walked.append(node)
         try:
-            if conv is None or conv.op_type != "Conv":
-                what = "a graph input" if conv is None else conv.op_type
-                raise Unsupported(f"its input is not a Conv (it is {what})")
-            where = f"{node_label(conv)} → {where}"
+            editor.only_consumer(cur)
+            if node.op_type == "Conv":
+                return node, ops[::-1]
+            data = [i for i in node.input if i and editor.constant(i) is None]
+            if len(data) != 1:
+                raise Unsupported(f"its input is not a Conv (it is {node.op_type} of "
+                                  f"{len(data)} computed tensors)")
+            try:
+                ops.append(classify(editor.values, node, data[0], channels,
+                                    editor.values.dims(data[0])))
+            except Unsupported as why:
+                raise Unsupported(f"its input is not a Conv (it is {node.op_type}: {why})"
+                                  ) from None
+        except Unsupported as why:
+            raise PathError(str(why), walked) from None
+        cur = data[0]
+
+
+def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
+    """Queue a rewrite of every pixel shuffle fed by a convertible ``Conv``; report the rest."""
+    for site in find_shuffles(editor):
+        if isinstance(site, NotShuffled):
+            report.skip(site.label, KIND, site.reason)
+            continue
+        where = site.label
+        try:
+            try:
+                conv, ops = conv_path(editor, site.start, site.form.perm.size)
+            except PathError as err:
+                if err.nodes and err.nodes[-1].op_type == "Conv":
+                    where = " → ".join([*(node_label(n) for n in err.nodes[::-1]), where])
+                raise
+            where = " → ".join([node_label(conv), *(node_label(e.node) for e in ops), where])
             if editor.is_removed(conv):
                 raise Unsupported("the Conv is already part of another converted site")
-            editor.only_consumer(conv.output[0])
-            params = editor.conv_params(conv)
-            if params.weight.shape[0] % (r * r):
-                raise Unsupported(f"{params.weight.shape[0]} channels not divisible by {r}²")
-            if mode == "DCR":
-                params = dataclasses.replace(
-                    params, weight=dcr_to_crd(params.weight, r),
-                    bias=None if params.bias is None else dcr_to_crd(params.bias, r))
-            deconv = subpixel_deconv(params, (r, r), "auto")
+            replaced = [conv, *(e.node for e in ops), *site.nodes]
+            if not editor.shape_uses_confined({o for n in replaced for o in n.output}
+                                              - {site.end}, replaced):
+                raise Unsupported("the shape of an intermediate tensor is used elsewhere")
+            plan = _plan(editor, conv, ops, site)
         except Unsupported as why:
             report.skip(where, KIND, str(why))
             continue
-        _queue(editor, conv, d2s, deconv, params, r, mode, where, report)
+        _queue(editor, conv, ops, site, plan, where, report)
 
 
-def _queue(editor, conv, d2s, deconv, params: ConvParams, r, mode, where, report) -> None:
-    bias = None if deconv.bias is None else _plain_if_uniform(deconv.bias.detach().numpy())
+@dataclasses.dataclass
+class _Plan:
+    weight: np.ndarray  # ConvTranspose weight (Cin, C / g, rh·Kh, rw·Kw)
+    bias: np.ndarray | None  # (C,) or periodic (C, rh, rw)
+    stride: tuple[int, int]
+    crops: tuple[int, int, int, int]
+    groups: int
+    kernel_size: tuple[int, int]
+    moved: list[tuple[Elementwise, np.ndarray | None]]
+    notes: list[str]
+
+
+def _plan(editor: GraphEditor, conv: onnx.NodeProto, ops: list[Elementwise],
+          site: ShuffleSite) -> _Plan:
+    params = editor.conv_params(conv)
+    form = site.form
+    rh, rw = form.scale
+    perm = form.perm.reshape(-1)
+    weight = params.weight.numpy().astype(np.float64)
+    bias = None if params.bias is None else params.bias.numpy().astype(np.float64)
+    notes: list[str] = []
+
+    # 1. fold the leading scale / shift ops into the conv
+    folding, moved = True, []
+    crop = np.zeros(4, np.int64)
+    for e in ops:
+        if e.kind == "crop":
+            crop += e.crop
+            continue
+        if folding and e.kind in ("scale", "shift"):
+            weight, bias = e.fold(weight, np.zeros(weight.shape[0]) if bias is None else bias)
+            notes.append(f"{e.node.op_type} folded")
+            continue
+        folding = False
+        moved.append(e)
+
+    # 2. the moved ops' constants, indexed by output channel
+    channels = perm.size // (rh * rw)
+    mapped = [(e, _through_shuffle(e, perm, channels, rh * rw)) for e in moved]
+    notes += [f"{e.node.op_type} moved after" for e in moved]
+
+    # 3. conv channels in CRD order, checked against the groups
+    groups = params.groups
+    weight = weight[perm]
+    bias = None if bias is None else bias[perm]
+    if groups > 1:
+        _check_groups(perm, groups, channels, rh * rw)
+        notes.append(f"groups={groups}")
+
+    # 4. one weight shuffle per group; crops from the padding and the crop ops
+    pad, extra = same_padding_and_crop(params, crop)
+    if crop.any():
+        notes.append(f"crop {tuple(int(c) for c in crop)}")
+    dtype = params.weight.numpy().dtype
+    per_group = channels // groups * rh * rw
+    deconvs = []
+    for g in range(groups):
+        part = slice(g * per_group, (g + 1) * per_group)
+        p = dataclasses.replace(
+            params, groups=1, padding=pad,
+            weight=torch.from_numpy(weight[part].astype(dtype)),
+            bias=None if bias is None else torch.from_numpy(bias[part].astype(dtype)))
+        deconvs.append(subpixel_deconv(p, (rh, rw), "auto"))
+    top, bottom, left, right = deconvs[0].padding
+    crops = (top + rh * extra[0], bottom + rh * extra[1],
+             left + rw * extra[2], right + rw * extra[3])
+    w = np.concatenate([d.weight.detach().numpy() for d in deconvs])
+    b = None if bias is None else _plain_if_uniform(
+        np.concatenate([d.bias.detach().numpy() for d in deconvs]))
+    return _Plan(w, b, (rh, rw), crops, groups, params.kernel_size, mapped, notes)
+
+
+def _through_shuffle(e: Elementwise, perm: np.ndarray, channels: int,
+                     block: int) -> np.ndarray | None:
+    """``e``'s per-channel constant indexed by output channel ``(C,)`` (None if scalar)."""
+    if e.param is None or e.param.ndim == 0:
+        return None
+    per_out = e.param[perm].reshape(channels, block)
+    if not np.all(per_out == per_out[:, :1]):
+        raise Unsupported(f"{e.node.op_type}'s per-channel constants differ among the {block} "
+                          "conv channels of an output channel, so it does not commute with the "
+                          "shuffle")
+    return per_out[:, 0].copy()
+
+
+def _check_groups(perm: np.ndarray, groups: int, channels: int, block: int) -> None:
+    """Each output channel ``c`` must read conv channels of group ``⌊c·g / C⌋`` only."""
+    if channels % groups:
+        raise Unsupported(f"groups={groups} does not divide the {channels} output channels")
+    per_conv_group = perm.size // groups
+    conv_group = perm.reshape(channels, block) // per_conv_group
+    wanted = (np.arange(channels) * groups // channels)[:, None]
+    if not np.all(conv_group == wanted):
+        raise Unsupported(f"groups={groups}: an output channel mixes conv channels of "
+                          "different groups (the shuffle order does not keep groups apart)")
+
+
+def _queue(editor: GraphEditor, conv, ops: list[Elementwise], site: ShuffleSite, plan: _Plan,
+           where: str, report: ConversionReport) -> None:
     label = conv.name or conv.output[0]
-    nodes = conv_transpose_nodes(editor, conv.input[0], d2s.output[0],
-                                 deconv.weight.detach().numpy(), bias, deconv.stride,
-                                 deconv.padding, label)
-    editor.replace([conv, d2s], nodes)
-    kind = "none" if bias is None else ("periodic" if bias.ndim == 3 else "per-channel")
-    report.add_converted(ConvertedSite(nodes[0].name, KIND, (r, r), params.kernel_size,
-                                       deconv.kernel_size, ALGORITHM, kind,
-                                       f"{where} ({mode})"))
+    out = editor.fresh(f"{label}.deconv_y") if plan.moved else site.end
+    nodes = conv_transpose_nodes(editor, conv.input[0], out, plan.weight, plan.bias,
+                                 plan.stride, plan.crops, label, plan.groups)
+    nodes += emit(editor, plan.moved, out, site.end, label)
+    editor.replace([conv, *(e.node for e in ops), *site.nodes], nodes)
+    kind = "none" if plan.bias is None else ("periodic" if plan.bias.ndim == 3 else "per-channel")
+    detail = ", ".join([site.form.order, *plan.notes])
+    report.add_converted(ConvertedSite(
+        nodes[0].name, KIND, site.form.scale, plan.kernel_size,
+        tuple(int(k) for k in plan.weight.shape[2:]), ALGORITHM, kind, f"{where} ({detail})"))
+
