@@ -1,9 +1,10 @@
 """A conv followed by a crop, as a same-size conv followed by a crop of its output.
 
-Padding ``p`` then cropping ``c`` leaves ``p - c`` zero padding per side (negative: rows
-dropped). Any ``p - c`` whose two sides sum to at most ``K - 1`` equals a same-padded conv
-(sides summing to ``K - 1``) cropped further; that is what lets a valid conv, or a conv and
-a ``Slice`` / negative ``Pad``, become a deconvolution with larger crops.
+Padding ``p`` then cropping ``c`` leaves ``e = p - c`` zero padding per side (negative: rows
+dropped). When the positive parts of ``e`` sum to at most ``K - 1`` per axis, that equals a
+same-padded conv (sides ``s ≥ e`` summing to ``K - 1``) cropped by ``s - e``: that is what
+lets a valid conv, or a conv and a ``Slice`` / negative ``Pad``, become a deconvolution with
+larger crops.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def same_padding_and_crop(params: ConvParams, crop: np.ndarray
     for (before, after), k in zip((effective[:2], effective[2:]), (kh, kw), strict=True):
         same_before = max(int(before), 0)
         same_after = k - 1 - same_before
-        if same_after < after or same_after < 0:
-            raise Unsupported(f"padding minus crops {tuple(int(e) for e in effective)} makes the "
-                              "conv output larger than its input")
+        if same_after < max(int(after), 0):
+            raise Unsupported(f"padding minus crops {tuple(int(e) for e in effective)} "
+                              f"(top, bottom, left, right) pads more than a same conv does "
+                              f"(positive parts summing to at most {k - 1} per axis)")
         pad += [same_before, same_after]
         extra += [same_before - int(before), same_after - int(after)]
     return tuple(pad), tuple(extra)

@@ -11,7 +11,8 @@ multiplies / adds by a learned scalar or per-channel constant, and crops (``Slic
 * ``"pointwise"``: anything else applied value by value with constants that do not vary over
   space: it commutes with a pixel shuffle if its constants map onto the shuffled channels, and
   with a nearest resize always;
-* ``"crop"``: a spatial ``Slice`` / negative ``Pad`` of the low-resolution tensor.
+* ``"crop"``: a spatial ``Slice`` / negative ``Pad`` of the low-resolution tensor;
+* ``"identity"``: ``Identity``, dropped.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from .conv_params import Unsupported
-from .onnx_graph import GraphEditor, attributes
+from .onnx_graph import attributes
 from .onnx_values import GraphValues, as_int
 
 # Unary ops applied value by value (their attributes are constants).
@@ -40,7 +40,7 @@ class Elementwise:
     for a scalar) of a binary op; ``crop`` is ``(top, bottom, left, right)`` for a crop."""
 
     node: onnx.NodeProto
-    kind: str  # "scale", "shift", "pointwise" or "crop"
+    kind: str  # "scale", "shift", "pointwise", "crop" or "identity"
     data_index: int = 0
     param: np.ndarray | None = None
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -74,6 +74,8 @@ def classify(values: GraphValues, node: onnx.NodeProto, data: str, channels: int
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
         raise Unsupported(f"{op} ({node.domain}) is not a known elementwise op")
+    if op == "Identity":
+        return Elementwise(node, "identity")
     if op in UNARY:
         if node.input[0] != data:
             raise Unsupported(f"{op} reads the tensor as a parameter")
@@ -201,29 +203,3 @@ def _pad_crop(values: GraphValues, node: onnx.NodeProto,
         raise Unsupported("Pad crops the batch or channel axis")
     return (-pads[2], -pads[6], -pads[3], -pads[7])
 
-
-def emit(editor: GraphEditor, ops: list[tuple[Elementwise, np.ndarray | None]], x: str, y: str,
-         label: str) -> list[onnx.NodeProto]:
-    """Copies of ``ops`` (in order) applied to tensor ``x``, the last one writing ``y``.
-
-    Each op comes with its constant re-indexed per output channel ``(C,)``, or None to keep
-    the op's own constant input.
-    """
-    nodes = []
-    cur = x
-    for i, (e, param) in enumerate(ops):
-        op = e.node.op_type
-        out = y if i == len(ops) - 1 else editor.fresh(f"{label}.{op.lower()}_out")
-        inputs = list(e.node.input)
-        inputs[e.data_index] = cur
-        if param is not None:
-            other = 1 - e.data_index
-            dtype = editor.constant(e.node.input[other]).dtype
-            inputs[other] = editor.add_initializer(f"{label}.{op.lower()}_param",
-                                                   param.astype(dtype).reshape(1, -1, 1, 1))
-        node = helper.make_node(op, inputs, [out], name=editor.fresh(f"{label}.{op.lower()}"),
-                                domain=e.node.domain)
-        node.attribute.extend(e.node.attribute)
-        nodes.append(node)
-        cur = out
-    return nodes

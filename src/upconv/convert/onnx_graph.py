@@ -230,9 +230,9 @@ def conv_transpose_nodes(
 
     ``weight`` is ``(Cin, C / group, Kh, Kw)``; ``pad`` is ``(top, bottom, left, right)``
     (crops of the output); ``bias`` is ``(C,)`` or periodic ``(C, bh, bw)``
-    (with ``bh, bw`` the stride). A periodic bias is tiled to the output size from ``x``'s
-    shape at run time (``Shape → Gather → Concat → Tile``, valid at every opset), so dynamic
-    sizes keep working.
+    (with ``bh, bw`` the stride, and crops that are multiples of it, so phases stay aligned).
+    A periodic bias is tiled to the output's size at run time (``Shape → Gather → Div →
+    Concat → Tile``, valid at every opset), so dynamic sizes keep working.
     """
     top, bottom, left, right = pad
     w_name = editor.add_initializer(f"{label}.deconv_weight", weight)
@@ -246,15 +246,22 @@ def conv_transpose_nodes(
         kernel_shape=list(weight.shape[2:]), strides=list(stride),
         pads=[top, left, bottom, right], dilations=[1, 1], group=group)]
     if periodic:
+        if bias.shape[1:] != tuple(stride) or top % stride[0] or left % stride[1] \
+                or bottom % stride[0] or right % stride[1]:
+            raise ValueError(f"a periodic bias {bias.shape} needs crops {pad} that are "
+                             f"multiples of the stride {stride}")
         b_name = editor.add_initializer(f"{label}.periodic_bias", np.ascontiguousarray(bias[None]))
-        shape, hw, reps, tiled = (editor.fresh(f"{label}.{s}") for s in
-                                  ("x_shape", "x_hw", "tile_repeats", "bias_tiled"))
+        shape, hw, blocks, reps, tiled = (editor.fresh(f"{label}.{s}") for s in
+                                          ("y_shape", "y_hw", "y_blocks", "tile_repeats",
+                                           "bias_tiled"))
         nodes += [
-            helper.make_node("Shape", [x], [shape], name=editor.fresh(f"{label}.shape")),
+            helper.make_node("Shape", [out], [shape], name=editor.fresh(f"{label}.shape")),
             helper.make_node("Gather", [shape, editor.int64(f"{label}.hw_axes", [2, 3])],
                              [hw], axis=0, name=editor.fresh(f"{label}.hw")),
-            helper.make_node("Concat", [editor.int64(f"{label}.ones", [1, 1]), hw], [reps], axis=0,
-                             name=editor.fresh(f"{label}.repeats")),
+            helper.make_node("Div", [hw, editor.int64(f"{label}.period", list(stride))], [blocks],
+                             name=editor.fresh(f"{label}.blocks")),
+            helper.make_node("Concat", [editor.int64(f"{label}.ones", [1, 1]), blocks], [reps],
+                             axis=0, name=editor.fresh(f"{label}.repeats")),
             helper.make_node("Tile", [b_name, reps], [tiled], name=editor.fresh(f"{label}.tile")),
             helper.make_node("Add", [out, tiled], [y], name=editor.fresh(f"{label}.bias_add")),
         ]

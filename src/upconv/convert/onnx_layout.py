@@ -176,8 +176,10 @@ class Layout:
     def moves_channels_into_space(self) -> bool:
         """Does a 4-D result interleave channel digits with a spatial axis (an upsampling of
         some kind, pixel shuffle or not)?"""
-        return len(self.groups) == 4 and any(
-            {a.kind for a in g} >= {"c", kind} for g, kind in zip(self.groups[2:], "hw"))
+        if len(self.groups) != 4:
+            return False
+        h_axis, w_axis = ({a.kind for a in g} for g in self.groups[2:])
+        return h_axis >= {"c", "h"} or w_axis >= {"c", "w"}
 
     def shuffle_form(self, allow_identity: bool = False) -> ShuffleForm:
         """The pixel shuffle this layout is, or :class:`NotAShuffle` saying why not.
@@ -197,8 +199,9 @@ class Layout:
         rw = int(np.prod([int(a.size) for a in beta], dtype=np.int64))
         if rh == 1 and rw == 1 and not allow_identity:
             raise NotAShuffle("moves no channels into space")
-        sizes = [int(a.size) for a in self.digits]
-        where = {a.key: i for i, a in enumerate(self.digits)}
+        digits = [a for a in self.digits if a.size != 1]  # size-1 digits index nothing
+        sizes = [int(a.size) for a in digits]
+        where = {a.key: i for i, a in enumerate(digits)}
         order = [where[a.key] for a in (*g_c, *alpha, *beta)]
         c = self.channels // (rh * rw)
         perm = np.arange(self.channels).reshape(sizes).transpose(order).reshape(c, rh, rw)

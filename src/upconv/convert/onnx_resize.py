@@ -31,8 +31,8 @@ import torch
 from .conv_params import ConvParams, Unsupported
 from .deconv_factory import resize_deconv
 from .onnx_crop import same_padding_and_crop
-from .onnx_elementwise import Elementwise, classify, emit
 from .onnx_graph import GraphEditor, attributes, conv_transpose_nodes, node_label
+from .onnx_region import emit, region_from, resolve
 from .onnx_values import as_int, canon
 from .report import ConversionReport, ConvertedSite
 
@@ -124,29 +124,8 @@ def _fmt(v: sympy.Expr) -> str:
     return f"{float(v):g}" if v.is_number else str(v)
 
 
-def _conv_after(editor: GraphEditor, resize: onnx.NodeProto, channels: int | None
-                ) -> tuple[onnx.NodeProto, list[Elementwise]]:
-    """The ``Conv`` reading the resize's output through value-by-value ops, and those ops."""
-    ops: list[Elementwise] = []
-    cur = resize.output[0]
-    while True:
-        node = editor.only_consumer(cur)
-        if node.op_type == "Conv" and node.input[0] == cur:
-            return node, ops
-        if node.op_type == "Conv":
-            raise Unsupported("its consumer is not a Conv input (it is a Conv's weight)")
-        if channels is None:
-            raise Unsupported(f"its consumer is not a Conv input (it is {node.op_type}) and "
-                              "the channel count is unknown")
-        try:
-            e = classify(editor.values, node, cur, channels, None)
-            if e.kind == "crop":
-                raise Unsupported("a crop of the resized tensor does not commute with the conv")
-        except Unsupported as why:
-            raise Unsupported(f"its consumer is not a Conv input (it is {node.op_type}: "
-                              f"{why})") from None
-        ops.append(e)
-        cur = node.output[0]
+def _is_conv_input(node: onnx.NodeProto, tensor: str) -> bool:
+    return node.op_type == "Conv" and node.input[0] == tensor
 
 
 def _mode_check(resize: onnx.NodeProto, a: dict, scale: tuple[int, int]) -> str:
@@ -175,8 +154,12 @@ def rewrite_resize(editor: GraphEditor, report: ConversionReport) -> None:
                 raise Unsupported(f"{mode} resize (only nearest reduces to a deconvolution)")
             dims = editor.values.dims(resize.input[0])
             channels = None if dims is None else as_int(dims[1])
-            conv, ops = _conv_after(editor, resize, channels)
+            region = region_from(editor, resize.output[0], channels, _is_conv_input,
+                                 "its consumer is not a Conv input (it is {op}: {why})")
+            conv, ops = region.terminal, region.ops
             where = " → ".join([where, *(node_label(e.node) for e in ops), node_label(conv)])
+            if any(e.kind == "crop" for e in ops):
+                raise Unsupported("a crop of the resized tensor does not commute with the conv")
             if editor.is_removed(conv):
                 raise Unsupported("the Conv is already part of another converted site")
             replaced = [resize, *(e.node for e in ops), conv]
@@ -193,13 +176,17 @@ def rewrite_resize(editor: GraphEditor, report: ConversionReport) -> None:
         label = conv.name or conv.output[0]
         x = resize.input[0]
         pre = []
-        if ops:  # the value-by-value ops, on the low-resolution input
+        ops_to_move = [e for e in ops if e.kind != "identity"]
+        aliases = {e.node.output[0]: e.data for e in ops if e.kind == "identity"}
+        if ops_to_move:  # the value-by-value ops, on the low-resolution input
             x = editor.fresh(f"{label}.low_res_in")
-            pre = emit(editor, [(e, None) for e in ops], resize.input[0], x, label)
+            pre = emit(editor, [(e, None) for e in ops_to_move],
+                       {resize.output[0]: resize.input[0]}, aliases,
+                       resolve(aliases, region.sink), x, label)
         nodes = pre + conv_transpose_nodes(editor, x, conv.output[0], weight, bias, scale,
                                            crops, label, params.groups)
         editor.replace([resize, *(e.node for e in ops), conv], nodes)
-        notes = [how, *(f"{e.node.op_type} moved before" for e in ops)]
+        notes = [how, *(f"{e.node.op_type} moved before" for e in ops_to_move)]
         if params.groups > 1:
             notes.append(f"groups={params.groups}")
         report.add_converted(ConvertedSite(

@@ -31,8 +31,9 @@ import torch
 from .conv_params import Unsupported
 from .deconv_factory import subpixel_deconv
 from .onnx_crop import same_padding_and_crop
-from .onnx_elementwise import Elementwise, classify, emit
+from .onnx_elementwise import Elementwise
 from .onnx_graph import GraphEditor, conv_transpose_nodes, node_label
+from .onnx_region import Region, emit, region_from, resolve, source_conv
 from .onnx_shuffle import NotShuffled, ShuffleSite, find_shuffles
 from .report import ConversionReport, ConvertedSite
 
@@ -52,46 +53,6 @@ def _plain_if_uniform(bias: np.ndarray) -> np.ndarray:
     return flat[:, 0].copy() if np.all(flat == flat[:, :1]) else bias
 
 
-class PathError(Unsupported):
-    """No convertible conv path; ``nodes`` are the nodes walked (from the shuffle back)."""
-
-    def __init__(self, reason: str, nodes: list[onnx.NodeProto]) -> None:
-        super().__init__(reason)
-        self.nodes = nodes
-
-
-def conv_path(editor: GraphEditor, start: str, channels: int
-              ) -> tuple[onnx.NodeProto, list[Elementwise]]:
-    """The ``Conv`` whose output reaches tensor ``start`` through elementwise ops / crops,
-    each read by the next only, and those ops in order from the conv; :class:`PathError`
-    otherwise."""
-    ops: list[Elementwise] = []
-    walked: list[onnx.NodeProto] = []
-    cur = start
-    while True:
-        node = editor.producer.get(cur)
-        if node is None:
-            raise PathError("its input is not a Conv (it is a graph input)", walked)
-        walked.append(node)
-        try:
-            editor.only_consumer(cur)
-            if node.op_type == "Conv":
-                return node, ops[::-1]
-            data = [i for i in node.input if i and editor.constant(i) is None]
-            if len(data) != 1:
-                raise Unsupported(f"its input is not a Conv (it is {node.op_type} of "
-                                  f"{len(data)} computed tensors)")
-            try:
-                ops.append(classify(editor.values, node, data[0], channels,
-                                    editor.values.dims(data[0])))
-            except Unsupported as why:
-                raise Unsupported(f"its input is not a Conv (it is {node.op_type}: {why})"
-                                  ) from None
-        except Unsupported as why:
-            raise PathError(str(why), walked) from None
-        cur = data[0]
-
-
 def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
     """Queue a rewrite of every pixel shuffle fed by a convertible ``Conv``; report the rest."""
     for site in find_shuffles(editor):
@@ -100,24 +61,30 @@ def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
             continue
         where = site.label
         try:
-            try:
-                conv, ops = conv_path(editor, site.start, site.form.perm.size)
-            except PathError as err:
-                if err.nodes and err.nodes[-1].op_type == "Conv":
-                    where = " → ".join([*(node_label(n) for n in err.nodes[::-1]), where])
-                raise
-            where = " → ".join([node_label(conv), *(node_label(e.node) for e in ops), where])
+            conv = source_conv(editor, site.start)
+            where = f"{node_label(conv)} → {where}"
             if editor.is_removed(conv):
                 raise Unsupported("the Conv is already part of another converted site")
-            replaced = [conv, *(e.node for e in ops), *site.nodes]
+            region = region_from(editor, conv.output[0], site.form.perm.size,
+                                 _reads_start(site),
+                                 "the conv output has other consumers ({label}: {why})")
+            where = " → ".join([node_label(conv), *(node_label(e.node) for e in region.ops),
+                                site.label])
+            replaced = [conv, *(e.node for e in region.ops), *site.nodes]
             if not editor.shape_uses_confined({o for n in replaced for o in n.output}
                                               - {site.end}, replaced):
                 raise Unsupported("the shape of an intermediate tensor is used elsewhere")
-            plan = _plan(editor, conv, ops, site)
+            plan = _plan(editor, conv, region, site)
         except Unsupported as why:
             report.skip(where, KIND, str(why))
             continue
-        _queue(editor, conv, ops, site, plan, where, report)
+        _queue(editor, conv, region, site, plan, where, report)
+
+
+def _reads_start(site: ShuffleSite):
+    """Is ``node`` the shuffle's first op, reading its start tensor?"""
+    head = tuple(site.nodes[0].output)
+    return lambda node, tensor: tuple(node.output) == head and tensor == site.start
 
 
 @dataclasses.dataclass
@@ -129,10 +96,11 @@ class _Plan:
     groups: int
     kernel_size: tuple[int, int]
     moved: list[tuple[Elementwise, np.ndarray | None]]
+    aliases: dict[str, str]  # outputs of folded ops, crops, identities → their inputs
     notes: list[str]
 
 
-def _plan(editor: GraphEditor, conv: onnx.NodeProto, ops: list[Elementwise],
+def _plan(editor: GraphEditor, conv: onnx.NodeProto, region: Region,
           site: ShuffleSite) -> _Plan:
     params = editor.conv_params(conv)
     form = site.form
@@ -142,16 +110,27 @@ def _plan(editor: GraphEditor, conv: onnx.NodeProto, ops: list[Elementwise],
     bias = None if params.bias is None else params.bias.numpy().astype(np.float64)
     notes: list[str] = []
 
-    # 1. fold the leading scale / shift ops into the conv
-    folding, moved = True, []
+    # 1. fold the scale / shift ops on the conv's own single path, before anything nonlinear;
+    #    they, crops and identities drop out (their outputs alias the deconvolution's)
+    folding, moved, aliases = True, [], {}
+    cur = conv.output[0]
     crop = np.zeros(4, np.int64)
-    for e in ops:
-        if e.kind == "crop":
+    for e in region.ops:
+        out = e.node.output[0]
+        on_path = folding and e.data == cur and list(e.node.input).count(cur) == 1 \
+            and editor.single_use(cur)
+        if e.kind in ("crop", "identity"):
+            if e.kind == "crop" and not region.is_chain:
+                raise Unsupported("a crop inside a branching run of value-by-value ops")
             crop += e.crop
+            aliases[out] = e.data
+            cur = out if on_path else cur
             continue
-        if folding and e.kind in ("scale", "shift"):
+        if on_path and e.kind in ("scale", "shift"):
             weight, bias = e.fold(weight, np.zeros(weight.shape[0]) if bias is None else bias)
             notes.append(f"{e.node.op_type} folded")
+            aliases[out] = e.data
+            cur = out
             continue
         folding = False
         moved.append(e)
@@ -189,7 +168,7 @@ def _plan(editor: GraphEditor, conv: onnx.NodeProto, ops: list[Elementwise],
     w = np.concatenate([d.weight.detach().numpy() for d in deconvs])
     b = None if bias is None else _plain_if_uniform(
         np.concatenate([d.bias.detach().numpy() for d in deconvs]))
-    return _Plan(w, b, (rh, rw), crops, groups, params.kernel_size, mapped, notes)
+    return _Plan(w, b, (rh, rw), crops, groups, params.kernel_size, mapped, aliases, notes)
 
 
 def _through_shuffle(e: Elementwise, perm: np.ndarray, channels: int,
@@ -217,17 +196,19 @@ def _check_groups(perm: np.ndarray, groups: int, channels: int, block: int) -> N
                           "different groups (the shuffle order does not keep groups apart)")
 
 
-def _queue(editor: GraphEditor, conv, ops: list[Elementwise], site: ShuffleSite, plan: _Plan,
+def _queue(editor: GraphEditor, conv, region: Region, site: ShuffleSite, plan: _Plan,
            where: str, report: ConversionReport) -> None:
     label = conv.name or conv.output[0]
-    out = editor.fresh(f"{label}.deconv_y") if plan.moved else site.end
+    sink = resolve(plan.aliases, region.sink)
+    moved = plan.moved if sink != conv.output[0] else []  # (ops off the path to the sink)
+    out = editor.fresh(f"{label}.deconv_y") if moved else site.end
     nodes = conv_transpose_nodes(editor, conv.input[0], out, plan.weight, plan.bias,
                                  plan.stride, plan.crops, label, plan.groups)
-    nodes += emit(editor, plan.moved, out, site.end, label)
-    editor.replace([conv, *(e.node for e in ops), *site.nodes], nodes)
+    if moved:
+        nodes += emit(editor, moved, {conv.output[0]: out}, plan.aliases, sink, site.end, label)
+    editor.replace([conv, *(e.node for e in region.ops), *site.nodes], nodes)
     kind = "none" if plan.bias is None else ("periodic" if plan.bias.ndim == 3 else "per-channel")
     detail = ", ".join([site.form.order, *plan.notes])
     report.add_converted(ConvertedSite(
         nodes[0].name, KIND, site.form.scale, plan.kernel_size,
         tuple(int(k) for k in plan.weight.shape[2:]), ALGORITHM, kind, f"{where} ({detail})"))
-
