@@ -155,7 +155,7 @@ def verification_inputs(model: onnx.ModelProto, inputs: Feeds | None,
         missing.graph.ClearField("input")
         missing.graph.input.extend(rest)
         feeds.update(random_inputs(missing, input_shape))
-    return feeds
+    return {vi.name: feeds[vi.name] for vi in declared}  # in graph-input order
 
 
 def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -241,7 +241,7 @@ def _compare(refs: list[np.ndarray], outs: list[np.ndarray], feeds: dict[str, np
     exact = [(r, o) for r, o in zip(refs, outs, strict=True) if np.asarray(r).dtype.kind != "f"]
     errors = [output_errors(np.asarray(r), np.asarray(o)) for r, o in pairs] or [(0.0, 0.0)]
     report.verified = True
-    first = next(iter(feeds.values())) if feeds else None
+    first = next((v for v in feeds.values() if v.dtype.kind == "f"), None)
     report.input_shape = None if first is None else tuple(first.shape)
     report.max_abs_error = max(e[0] for e in errors)
     report.max_rel_error = max(e[1] for e in errors)
