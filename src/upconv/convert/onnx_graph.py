@@ -75,7 +75,8 @@ class GraphEditor:
         self._new_initializers: list[onnx.TensorProto] = []
         from .onnx_values import GraphValues
 
-        self.values = GraphValues(self.producer, self.initializers, self.shapes, self.opset)
+        self.values = GraphValues(list(graph.node), self.producer, self.initializers, self.shapes,
+                                  self.opset)
 
     def fresh(self, stem: str) -> str:
         """A tensor / node name not used in the graph yet."""

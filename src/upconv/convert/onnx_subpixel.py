@@ -35,6 +35,7 @@ from .onnx_elementwise import Elementwise
 from .onnx_graph import GraphEditor, conv_transpose_nodes, node_label
 from .onnx_region import Region, emit, region_from, resolve, source_conv
 from .onnx_shuffle import NotShuffled, ShuffleSite, find_shuffles
+from .onnx_subpixel_sum import SumSplit, emit_sum, split_sum
 from .report import ConversionReport, ConvertedSite
 
 KIND = "sub-pixel"
@@ -60,17 +61,25 @@ def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
             report.skip(site.label, KIND, site.reason)
             continue
         where = site.label
+        split = None
         try:
-            conv = source_conv(editor, site.start)
+            try:
+                conv = source_conv(editor, site.start)
+            except Unsupported as why:
+                split = split_sum(editor, site, why)
+                conv = split.conv
             where = f"{node_label(conv)} → {where}"
             if editor.is_removed(conv):
                 raise Unsupported("the Conv is already part of another converted site")
             region = region_from(editor, conv.output[0], site.form.perm.size,
-                                 _reads_start(site),
+                                 _reads_start(site) if split is None else split.reads_addend,
                                  "the conv output has other consumers ({label}: {why})")
-            where = " → ".join([node_label(conv), *(node_label(e.node) for e in region.ops),
-                                site.label])
-            replaced = [conv, *(e.node for e in region.ops), *site.nodes]
+            path = [node_label(e.node) for e in region.ops]
+            if split is not None:
+                path.append(f"{node_label(split.add)}(+ {split.other})")
+            where = " → ".join([node_label(conv), *path, site.label])
+            replaced = [conv, *(e.node for e in region.ops),
+                        *([split.add] if split else []), *site.nodes]
             if not editor.shape_uses_confined({o for n in replaced for o in n.output}
                                               - {site.end}, replaced):
                 raise Unsupported("the shape of an intermediate tensor is used elsewhere")
@@ -78,7 +87,7 @@ def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
         except Unsupported as why:
             report.skip(where, KIND, str(why))
             continue
-        _queue(editor, conv, region, site, plan, where, report)
+        _queue(editor, conv, region, site, plan, where, report, split)
 
 
 def _reads_start(site: ShuffleSite):
@@ -197,18 +206,24 @@ def _check_groups(perm: np.ndarray, groups: int, channels: int, block: int) -> N
 
 
 def _queue(editor: GraphEditor, conv, region: Region, site: ShuffleSite, plan: _Plan,
-           where: str, report: ConversionReport) -> None:
+           where: str, report: ConversionReport, split: SumSplit | None) -> None:
     label = conv.name or conv.output[0]
     sink = resolve(plan.aliases, region.sink)
     moved = plan.moved if sink != conv.output[0] else []  # (ops off the path to the sink)
-    out = editor.fresh(f"{label}.deconv_y") if moved else site.end
+    y = editor.fresh(f"{label}.conv_part") if split else site.end
+    out = editor.fresh(f"{label}.deconv_y") if moved else y
     nodes = conv_transpose_nodes(editor, conv.input[0], out, plan.weight, plan.bias,
                                  plan.stride, plan.crops, label, plan.groups)
     if moved:
-        nodes += emit(editor, moved, {conv.output[0]: out}, plan.aliases, sink, site.end, label)
-    editor.replace([conv, *(e.node for e in region.ops), *site.nodes], nodes)
+        nodes += emit(editor, moved, {conv.output[0]: out}, plan.aliases, sink, y, label)
+    notes = list(plan.notes)
+    if split:
+        nodes += emit_sum(editor, split, site, y, label)
+        notes.append(f"the other addend of {node_label(split.add)} shuffled on its own")
+    editor.replace([conv, *(e.node for e in region.ops), *([split.add] if split else []),
+                    *site.nodes], nodes)
     kind = "none" if plan.bias is None else ("periodic" if plan.bias.ndim == 3 else "per-channel")
-    detail = ", ".join([site.form.order, *plan.notes])
+    detail = ", ".join([site.form.order, *notes])
     report.add_converted(ConvertedSite(
         nodes[0].name, KIND, site.form.scale, plan.kernel_size,
         tuple(int(k) for k in plan.weight.shape[2:]), ALGORITHM, kind, f"{where} ({detail})"))

@@ -23,6 +23,7 @@ import onnx
 import sympy
 from onnx import helper, numpy_helper
 
+from .onnx_dims import output_dims
 from .onnx_graph import attributes
 
 Dims = tuple[sympy.Expr, ...]
@@ -55,19 +56,59 @@ def as_int(expr: object) -> int | None:
 class GraphValues:
     """Constant and symbolic values of the tensors of one graph.
 
-    ``producer`` maps tensor names to nodes, ``initializers`` names to TensorProtos and
-    ``shapes`` names to inferred shapes (ints where static, anything else where not).
+    ``nodes`` are the graph's nodes in (topological) order, ``producer`` maps tensor names to
+    nodes, ``initializers`` names to TensorProtos and ``shapes`` names to inferred shapes
+    (ints where static, anything else where not). Which tensors are constant, and every
+    tensor's dims, are found in one forward pass (no recursion along the network's depth).
     """
 
-    def __init__(self, producer: dict[str, onnx.NodeProto],
+    def __init__(self, nodes, producer: dict[str, onnx.NodeProto],
                  initializers: dict[str, onnx.TensorProto], shapes: dict[str, tuple],
                  opset: int) -> None:
+        self.nodes = nodes
         self.producer = producer
         self.initializers = initializers
         self.shapes = shapes
         self.opset = opset
         self._constants: dict[str, np.ndarray | None] = {}
         self._dims: dict[str, Dims | None] = {}
+        self._overrides: dict[str, Dims] = {}
+        self._foldable: set[str] | None = None
+
+    def _forward_pass(self) -> None:
+        """Mark the constant tensors and derive every tensor's dims, in graph order."""
+        if self._foldable is not None:
+            return
+        self._foldable = set(self.initializers)
+        for name, t in self.initializers.items():
+            self._dims[name] = tuple(sympy.Integer(d) for d in t.dims)
+        for node in self.nodes:
+            default = node.domain in ("", "ai.onnx")
+            for i in node.input:
+                if i and i not in self._dims and i not in self.producer:  # a graph input
+                    self._dims[i] = self._merge(i, None)
+            ins = [self._dims.get(i) if i else None for i in node.input]
+            if default and node.op_type not in _NOT_FOLDABLE and (
+                    node.op_type == "Constant"
+                    or (node.op_type == "Shape" and ins[0] is not None
+                        and all(d.is_Integer for d in ins[0]))
+                    or (node.op_type != "Shape" and node.input
+                        and all(not i or i in self._foldable for i in node.input))):
+                self._foldable.update(node.output)
+            derived = output_dims(self, node, ins)
+            for k, out in enumerate(node.output):
+                self._dims[out] = self._merge(out, derived if k == 0 else None)
+
+    def _merge(self, name: str, derived: Dims | None) -> Dims | None:
+        """ONNX's static ints, else the derived formula, else the tensor's own symbol."""
+        shape = self.shapes.get(name)
+        if shape is None:
+            return None if derived is None else tuple(canon(d) for d in derived)
+        if derived is not None and len(derived) != len(shape):
+            derived = None
+        return tuple(sympy.Integer(d) if isinstance(d, int) and d > 0 else (
+            canon(derived[i]) if derived is not None else dim_symbol(name, i))
+            for i, d in enumerate(shape))
 
     # --- constants ---------------------------------------------------------------------------
 
@@ -75,79 +116,53 @@ class GraphValues:
         """The value of ``name`` if it depends on initializers and constants only."""
         if not name:
             return None
+        self._forward_pass()
+        if name not in self._foldable:
+            return None
         if name not in self._constants:
-            self._constants[name] = None  # guards against cycles in malformed graphs
             self._constants[name] = self._fold(name)
         return self._constants[name]
 
     def _fold(self, name: str) -> np.ndarray | None:
         if name in self.initializers:
             return numpy_helper.to_array(self.initializers[name])
-        node = self.producer.get(name)
-        if node is None or node.domain not in ("", "ai.onnx") or node.op_type in _NOT_FOLDABLE:
-            return None
+        node = self.producer[name]
         if node.op_type == "Constant":
             return _constant_node_value(node)
         if node.op_type == "Identity":
             return self.constant(node.input[0])
         if node.op_type == "Shape":
-            dims = self.dims(node.input[0])
-            ints = None if dims is None else [as_int(d) for d in dims]
-            if ints is None or None in ints:
-                return None
             a = attributes(node)
+            ints = [int(d) for d in self.dims(node.input[0])]
             return np.asarray(ints[slice(a.get("start", 0), a.get("end"))], np.int64)
         inputs = [self.constant(i) if i else None for i in node.input]
         if any(v is None for i, v in zip(node.input, inputs, strict=True) if i):
             return None
-        return _run_node(node, inputs, self.opset)[list(node.output).index(name)]
+        try:
+            return _run_node(node, inputs, self.opset)[list(node.output).index(name)]
+        except Exception:  # an op onnx.reference cannot run: not folded, so not a constant
+            return None
 
     # --- symbolic sizes ----------------------------------------------------------------------
 
     def set_dims(self, name: str, dims: Dims) -> None:
         """Declare ``name``'s shape (used for tensors whose dims a caller derived)."""
-        self._dims[name] = tuple(sympy.sympify(d) for d in dims)
+        self._overrides[name] = tuple(sympy.sympify(d) for d in dims)
 
     def dims(self, name: str) -> Dims | None:
         """``name``'s shape as ints / formulas / symbols, or None when its rank is unknown.
 
-        A dim shape inference left open is derived from the producer's input where the op
-        relates them (value-by-value ops keep all dims, a ``Conv`` keeps the batch and maps
-        the spatial sizes), else it is the tensor's own symbol.
+        A dim shape inference left open is derived from the producer's inputs where
+        :mod:`~upconv.convert.onnx_dims` has a rule for the op (value-by-value ops keep dims,
+        a ``Conv`` keeps the batch and maps the spatial sizes, reshapes follow their target),
+        else it is the tensor's own symbol.
         """
-        if name not in self._dims:
-            self._dims[name] = None  # guards against cycles
-            self._dims[name] = self._derive_dims(name)
+        if name in self._overrides:
+            return self._overrides[name]
+        self._forward_pass()
+        if name not in self._dims:  # a graph input
+            self._dims[name] = self._merge(name, None)
         return self._dims[name]
-
-    def _derive_dims(self, name: str) -> Dims | None:
-        shape = self.shapes.get(name)
-        if shape is None and name in self.initializers:
-            return tuple(sympy.Integer(d) for d in self.initializers[name].dims)
-        related = self._related_dims(name, None if shape is None else len(shape))
-        if shape is None:
-            return related
-        return tuple(sympy.Integer(d) if isinstance(d, int) and d > 0 else (
-            related[i] if related is not None else dim_symbol(name, i))
-            for i, d in enumerate(shape))
-
-    def _related_dims(self, name: str, rank: int | None) -> Dims | None:
-        """``name``'s dims from its producer's input (see :meth:`dims`), or None."""
-        node = self.producer.get(name)
-        if node is None or node.domain not in ("", "ai.onnx") or node.output[0] != name:
-            return None
-        computed = [i for i in node.input if i and self.constant(i) is None]
-        if len(computed) != 1:
-            return None
-        source = self.dims(computed[0])
-        if source is None or (rank is not None and len(source) != rank):
-            return None
-        if node.op_type in _SAME_SHAPE_OPS:
-            others = [self.constant(i) for i in node.input if i and i != computed[0]]
-            return source if all(o.ndim <= len(source) for o in others) else None
-        if node.op_type == "Conv" and len(source) == 4 and node.input[0] == computed[0]:
-            return _conv_dims(source, self.constant(node.input[1]), attributes(node))
-        return None
 
     def symbolic(self, name: str) -> np.ndarray | None:
         """A small numeric tensor (shapes, sizes, scales) as sympy expressions, or None."""
@@ -163,32 +178,13 @@ class GraphValues:
         if rule is None:
             return None
         try:
-            return rule(self, node)
-        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError):
-            return None
+            out = rule(self, node)
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError, AttributeError):
+            return None  # best effort: an unknown value is reported as not known for all sizes
+        return None if out is None else np.asarray(out, dtype=object)
 
     def _sym_inputs(self, node: onnx.NodeProto) -> list[np.ndarray | None]:
         return [self.symbolic(i) if i else None for i in node.input]
-
-
-# Ops whose output has the shape of their one computed input (constants of no larger rank).
-_SAME_SHAPE_OPS = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "Tanh",
-                   "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "Gelu", "Erf",
-                   "Clip", "Identity", "Neg", "Abs", "Cast", "Mul", "Add", "Sub", "Div", "Pow",
-                   "BatchNormalization", "InstanceNormalization", "Dropout"}
-
-
-def _conv_dims(x: Dims, weight: np.ndarray | None, a: dict) -> Dims | None:
-    """Output dims of a 2-D ``Conv`` on input dims ``x`` (ONNX's formula, explicit pads)."""
-    if weight is None or weight.ndim != 4 or a.get("auto_pad", "NOTSET") != "NOTSET":
-        return None
-    pads = a.get("pads", [0, 0, 0, 0])
-    strides, dil = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
-    out = [x[0], sympy.Integer(weight.shape[0])]
-    for i in range(2):
-        span = x[2 + i] + pads[i] + pads[i + 2] - dil[i] * (weight.shape[2 + i] - 1) - 1
-        out.append(canon(sympy.floor(span / strides[i]) + 1))
-    return tuple(out)
 
 
 def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
