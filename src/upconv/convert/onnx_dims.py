@@ -158,6 +158,21 @@ def _concat(values, node, ins):
                  for i in range(len(ins[0])))
 
 
+def _reduce(values, node, ins):
+    a = attributes(node)
+    axes = _axes(values, node)
+    if ins[0] is None:
+        return None
+    if axes is None:
+        if a.get("noop_with_empty_axes", 0):
+            return ins[0]
+        axes = range(len(ins[0]))
+    drop = {ax % len(ins[0]) for ax in axes}
+    if a.get("keepdims", 1):
+        return tuple(ONE if i in drop else d for i, d in enumerate(ins[0]))
+    return tuple(d for i, d in enumerate(ins[0]) if i not in drop)
+
+
 RULES: dict[str, Rule] = {
     **dict.fromkeys(_SAME_AS_FIRST, _same),
     **dict.fromkeys(_BROADCAST, _broadcast),
@@ -165,6 +180,8 @@ RULES: dict[str, Rule] = {
     "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Transpose": _transpose, "Tile": _tile,
     "Reshape": _reshape, "DepthToSpace": _depth_to_space, "SpaceToDepth": _depth_to_space,
     "Concat": _concat,
+    **dict.fromkeys(("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
+                     "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare"), _reduce),
 }
 
 

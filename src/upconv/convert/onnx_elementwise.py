@@ -67,9 +67,9 @@ def _per_out(p: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return p.reshape((-1,) + (1,) * (weight.ndim - 1)) if p.ndim else p
 
 
-def classify(values: GraphValues, node: onnx.NodeProto, data: str, channels: int,
+def classify(values: GraphValues, node: onnx.NodeProto, data: str, channels: int | None,
              dims: tuple | None) -> Elementwise:
-    """``node`` (which reads tensor ``data`` of ``channels`` channels) as an
+    """``node`` (which reads tensor ``data`` of ``channels`` channels, None if unknown) as an
     :class:`Elementwise`, or :class:`Unsupported` saying why it is not one."""
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
@@ -92,7 +92,7 @@ def classify(values: GraphValues, node: onnx.NodeProto, data: str, channels: int
 
 
 def _binary(values: GraphValues, node: onnx.NodeProto, data: str,
-            channels: int) -> Elementwise:
+            channels: int | None) -> Elementwise:
     op = node.op_type
     if len(node.input) != 2 or list(node.input).count(data) != 1:
         raise Unsupported(f"{op} does not combine the tensor with one other input")
@@ -113,10 +113,11 @@ def _binary(values: GraphValues, node: onnx.NodeProto, data: str,
     return Elementwise(node, kind, i, param)
 
 
-def per_channel(value: np.ndarray, channels: int, what: str) -> np.ndarray:
+def per_channel(value: np.ndarray, channels: int | None, what: str) -> np.ndarray:
     """A constant broadcast against ``(N, channels, H, W)`` as ``()`` or ``(channels,)``.
 
-    :class:`Unsupported` when it varies over space or batch, or would broadcast the tensor up.
+    :class:`Unsupported` when it varies over space or batch, or would broadcast the tensor up
+    (with ``channels`` unknown, only a single value is safe).
     """
     v = np.asarray(value)
     if v.ndim > 4:
@@ -124,6 +125,9 @@ def per_channel(value: np.ndarray, channels: int, what: str) -> np.ndarray:
     shape = (1,) * (4 - v.ndim) + v.shape
     if shape[0] != 1 or shape[2] != 1 or shape[3] != 1:
         raise Unsupported(f"{what} constant of shape {v.shape} varies over batch or space")
+    if shape[1] != 1 and channels is None:
+        raise Unsupported(f"{what} constant of shape {v.shape} on a tensor whose channel count "
+                          "is not known")
     if shape[1] not in (1, channels):
         raise Unsupported(f"{what} constant of shape {v.shape} does not fit {channels} channels")
     flat = v.reshape(-1)

@@ -63,8 +63,6 @@ def region_from(editor: GraphEditor, source: str, channels: int | None,
         try:
             if terminal is not None:
                 raise Unsupported(f"it reads {reads[0]!r} too")
-            if channels is None:
-                raise Unsupported("the channel count is not known")
             computed = [i for i in node.input if i and editor.constant(i) is None]
             if any(i not in region for i in computed):
                 raise Unsupported("combined with another tensor")
@@ -82,7 +80,7 @@ def region_from(editor: GraphEditor, source: str, channels: int | None,
 
 
 def _classify(editor: GraphEditor, node: onnx.NodeProto, computed: list[str],
-              channels: int) -> Elementwise:
+              channels: int | None) -> Elementwise:
     if len(computed) == 1:
         return classify(editor.values, node, computed[0], channels,
                         editor.values.dims(computed[0]))

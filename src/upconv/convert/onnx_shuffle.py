@@ -108,6 +108,8 @@ def _follow(editor: GraphEditor, head: onnx.NodeProto) -> ShuffleSite | NotShuff
                 break
     except NotAShuffle as why:
         reason, failed = str(why), node
+        if not nodes:  # no layout to follow: does the run look like an exporter's shuffle?
+            interleaves = _shuffle_signature(editor, head)
     if best is not None:
         return best
     d2s = [n for n in (*nodes, failed) if n is not None and n.op_type == "DepthToSpace"]
@@ -115,6 +117,26 @@ def _follow(editor: GraphEditor, head: onnx.NodeProto) -> ShuffleSite | NotShuff
         return None  # a reshape that keeps channels and space apart (attention, flattening)
     label = node_label(d2s[0]) if d2s else f"{node_label(nodes[0])} … {node_label(nodes[-1])}"
     return NotShuffled(start, label, f"not a pixel shuffle of an (N, C, H, W) tensor: {reason}")
+
+
+# The 6-D transposes of the TorchScript exporter's pixel shuffle (CRD) and of DCR.
+_SHUFFLE_PERMS = ([0, 1, 4, 2, 5, 3], [0, 3, 4, 1, 5, 2])
+
+
+def _shuffle_signature(editor: GraphEditor, head: onnx.NodeProto) -> bool:
+    """Does the run from ``head`` contain a pixel shuffle's 6-D Transpose? (Used to report a
+    run whose input shape is unknown, which therefore cannot be followed.)"""
+    node = head
+    for _ in range(8):
+        if node.op_type == "Transpose" and attributes(node).get("perm") in _SHUFFLE_PERMS:
+            return True
+        out = node.output[0]
+        if not editor.single_use(out):
+            return False
+        node = editor.data_consumers(out)[0]
+        if node.op_type not in CHAIN_OPS:
+            return False
+    return False
 
 
 def _start_dims(editor: GraphEditor, start: str) -> tuple | None:
