@@ -239,9 +239,11 @@ def _elementwise(op: Callable) -> Callable:
 
 
 def _div(x, y, node, values):
-    if _is_integer_typed(values, node.input[0]):
-        return sympy.floor(x / y)  # sizes are non-negative: ONNX's truncation is floor
-    return x / y
+    if not _is_integer_typed(values, node.input[0]):
+        return x / y
+    if (x / y).is_nonnegative:  # ONNX's integer division truncates: floor for sizes
+        return sympy.floor(x / y)
+    raise ValueError("integer division of a quantity of unknown sign")
 
 
 def _is_integer_typed(values: GraphValues, name: str) -> bool:
@@ -278,8 +280,16 @@ def _cast_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray | None:
         return None
     if attributes(node)["to"] in _FLOAT_TYPES:
         return x
-    return np.vectorize(lambda v: sympy.floor(v) if v.is_nonnegative else sympy.ceiling(v),
-                        otypes=[object])(x).reshape(x.shape)
+    return np.vectorize(_truncate, otypes=[object])(x).reshape(x.shape)
+
+
+def _truncate(v: sympy.Expr) -> sympy.Expr:
+    """A float → int cast (towards zero), where the sign is known."""
+    if v.is_nonnegative:
+        return sympy.floor(v)
+    if v.is_nonpositive:
+        return sympy.ceiling(v)
+    raise ValueError("cast of a quantity of unknown sign")
 
 
 def _gather_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray | None:
@@ -303,6 +313,9 @@ def _slice_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray | None:
     else:
         starts, ends, steps = a["starts"], a["ends"], None
     step = 1 if steps is None else int(np.asarray(steps).ravel()[0])
+    axes = values.constant(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if axes is not None and int(np.asarray(axes).ravel()[0]) not in (0, -1):
+        return None
     return data[slice(int(np.asarray(starts).ravel()[0]), int(np.asarray(ends).ravel()[0]),
                       step)]
 
@@ -316,7 +329,7 @@ def _concat_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray | None
 
 
 def _reshape_like_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray | None:
-    """Unsqueeze / Squeeze / Reshape / Flatten / Identity of a (at most 1-D) size tensor."""
+    """Unsqueeze / Squeeze / Reshape / Identity of a (at most 1-D) size tensor."""
     x = values.symbolic(node.input[0])
     if x is None:
         return None
@@ -329,9 +342,12 @@ def _reshape_like_rule(values: GraphValues, node: onnx.NodeProto) -> np.ndarray 
         if target is None:
             return None
         return x.reshape([int(t) if t != 0 else x.shape[i] for i, t in enumerate(target)])
-    if node.op_type == "Flatten":
-        return x.reshape(1, -1)
-    return x.reshape([d for d in x.shape if d != 1])  # Squeeze of a size tensor
+    axes = attributes(node).get("axes")  # Squeeze
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = values.constant(node.input[1])
+    drop = {int(a) % x.ndim for a in np.asarray(axes).ravel()} if axes is not None else {
+        i for i, d in enumerate(x.shape) if d == 1}
+    return x.reshape([d for i, d in enumerate(x.shape) if i not in drop])
 
 
 def _unsqueeze(x: np.ndarray, values: GraphValues, node: onnx.NodeProto) -> np.ndarray:
@@ -360,7 +376,6 @@ _SYMBOLIC_RULES: dict[str, Callable] = {
     "Unsqueeze": _reshape_like_rule,
     "Squeeze": _reshape_like_rule,
     "Reshape": _reshape_like_rule,
-    "Flatten": _reshape_like_rule,
     "Identity": _reshape_like_rule,
     "Mul": _elementwise(lambda x, y, n, v: x * y),
     "Add": _elementwise(lambda x, y, n, v: x + y),
