@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper
+from onnx import TensorProto, helper
 from onnx_cases import convert_and_check, export, make_model, ops, ort
 
 import upconv
@@ -297,3 +297,37 @@ def test_static_shape_resize_scales_from_shape_arithmetic():
     assert "Div" in ops(original) and "Shape" in ops(original)
     converted, report = convert_and_check(original, [(1, 3, 4, 4)])
     assert report.converted[0].scale == (3, 3) and ops(converted) == ["ConvTranspose"]
+
+
+def test_size_arithmetic_as_formulas():
+    """GraphValues evaluates Shape arithmetic as formulas in the input's dims, and folds
+    constant subgraphs; integer division stays a floor unless it divides exactly."""
+    ints = {"i2": [2], "i3": [3], "three": [3], "four": [4], "two": [2], "one": [1],
+            "s": [0], "e": [2], "shape": [2, 3]}
+    nodes = [helper.make_node("Shape", ["x"], ["sx"]),
+             helper.make_node("Gather", ["sx", "i2"], ["h"], axis=0),
+             helper.make_node("Gather", ["sx", "i3"], ["w"], axis=0),
+             helper.make_node("Mul", ["h", "three"], ["h3"]),
+             helper.make_node("Mul", ["w", "four"], ["w4"]),
+             helper.make_node("Div", ["w4", "two"], ["w2"]),            # 4W / 2 = 2W
+             helper.make_node("Add", ["h", "one"], ["h1"]),
+             helper.make_node("Div", ["h1", "two"], ["half"]),         # floor((H + 1) / 2)
+             helper.make_node("Slice", ["sx", "s", "e"], ["nc"]),
+             helper.make_node("Concat", ["nc", "h3", "w2", "half"], ["sizes"], axis=0),
+             helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+                 "c", TensorProto.FLOAT, [6], [1, 2, 3, 4, 5, 6])),
+             helper.make_node("Reshape", ["c", "shape"], ["c23"]),
+             helper.make_node("Identity", ["c23"], ["alias"]),
+             helper.make_node("Relu", ["x"], ["y"])]
+    graph = make_model(nodes, {k: np.asarray(v, np.int64) for k, v in ints.items()},
+                       ["N", 3, "H", "W"], opset=13)
+    from upconv.convert.onnx_convert import tensor_shapes
+    from upconv.convert.onnx_graph import GraphEditor
+    from upconv.convert.onnx_values import dim_symbol
+
+    values = GraphEditor(graph.graph, tensor_shapes(graph), 13).values
+    n, h, w = (dim_symbol("x", i) for i in (0, 2, 3))
+    got = list(values.symbolic("sizes"))
+    assert got[:4] == [n, 3, 3 * h, 2 * w] and str(got[4]) == "floor(x:2/2 + 1/2)", got
+    np.testing.assert_array_equal(values.constant("alias"), np.arange(1, 7).reshape(2, 3))
+    assert values.constant("y") is None and values.constant("sizes") is None
