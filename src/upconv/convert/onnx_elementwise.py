@@ -49,17 +49,20 @@ class Elementwise:
     def data(self) -> str:
         return self.node.input[self.data_index]
 
-    def fold(self, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(weight, bias)`` of the conv whose output is this op's output (scale/shift only)."""
+    def fold(self, weight: np.ndarray, bias: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(weight, bias)`` of the conv whose output is this op's output (scale/shift only;
+        ``bias`` None is a zero bias, kept None while only scales fold)."""
         p = self.param.astype(np.float64)
         op, first = self.node.op_type, self.data_index == 0
         if op == "Mul" or (op == "Div" and first):
             s = p if op == "Mul" else 1.0 / p
-            return weight * _per_out(s, weight), bias * s
+            return weight * _per_out(s, weight), None if bias is None else bias * s
+        b = np.zeros(weight.shape[0]) if bias is None else bias
         if op == "Add" or (op == "Sub" and first):
-            return weight, bias + (p if op == "Add" else -p)
+            return weight, b + (p if op == "Add" else -p)
         if op == "Sub":  # a - x
-            return -weight, p - bias
+            return -weight, p - b
         raise AssertionError(f"{op} does not fold")
 
 

@@ -1,4 +1,4 @@
-"""ONNX rewrite: ``Conv → [elementwise ops, crops] → pixel shuffle`` ⇒ ``ConvTranspose``.
+"""ONNX rewrite: ``Conv → [value-by-value ops, crops] → pixel shuffle`` ⇒ ``ConvTranspose``.
 
 The pixel shuffle is any run :func:`~upconv.convert.onnx_shuffle.find_shuffles` proves to be
 one: ``DepthToSpace`` (``CRD`` or ``DCR``) or the ``Reshape → Transpose → Reshape`` of legacy
@@ -7,17 +7,19 @@ one weight shuffle serves every order. Between the conv and the shuffle:
 
 * scalar / per-channel ``Mul``, ``Div``, ``Add``, ``Sub`` before anything nonlinear are folded
   into the conv's weights and bias;
-* other value-by-value ops (``Relu``, ``LeakyRelu``, ``PRelu``, ``Clip``, …, and the scale /
-  shift ops after them) move after the ``ConvTranspose``: a pixel shuffle only moves values,
-  so they commute when their constants agree on the ``rh·rw`` conv channels of every output
-  channel (a per-channel ``PRelu`` slope is then indexed by output channel);
+* other value-by-value ops (``Relu``, ``LeakyRelu``, ``PRelu``, ``Clip``, SiLU's ``x·σ(x)``,
+  …, and the scale / shift ops after them; see :mod:`~upconv.convert.onnx_region`) move after
+  the ``ConvTranspose``: a pixel shuffle only moves values, so they commute when their
+  constants agree on the ``rh·rw`` conv channels of every output channel (a per-channel
+  ``PRelu`` slope is then indexed by output channel);
 * spatial crops (``Slice``, negative ``Pad``) become extra crops of the ``ConvTranspose``
   (``r`` output pixels per input pixel); a conv whose padding does not keep the size (a
   valid conv) is a same conv followed by a crop, so it converts the same way.
 
 A grouped conv converts into a grouped ``ConvTranspose`` when every output channel's
 ``rh·rw`` conv channels come from group ``⌊c·g / C⌋`` (``g`` divides ``C``); the periodic bias
-is added after (see :func:`~upconv.convert.onnx_graph.conv_transpose_nodes`).
+is added after (see :func:`~upconv.convert.onnx_graph.conv_transpose_nodes`). A shuffle of a
+conv's output plus another tensor splits (:mod:`~upconv.convert.onnx_subpixel_sum`).
 """
 
 from __future__ import annotations
@@ -40,12 +42,6 @@ from .report import ConversionReport, ConvertedSite
 
 KIND = "sub-pixel"
 ALGORITHM = "ConvTranspose"
-
-
-def dcr_to_crd(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Reorder dim 0 of a conv weight / bias: DCR ``(a·r + b)·C + c`` → CRD ``c·r² + a·r + b``."""
-    c = t.shape[0] // (r * r)
-    return t.reshape(r * r, c, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
 
 
 def _plain_if_uniform(bias: np.ndarray) -> np.ndarray:
@@ -136,7 +132,7 @@ def _plan(editor: GraphEditor, conv: onnx.NodeProto, region: Region,
             cur = out if on_path else cur
             continue
         if on_path and e.kind in ("scale", "shift"):
-            weight, bias = e.fold(weight, np.zeros(weight.shape[0]) if bias is None else bias)
+            weight, bias = e.fold(weight, bias)
             notes.append(f"{e.node.op_type} folded")
             aliases[out] = e.data
             cur = out
