@@ -57,6 +57,10 @@ CASES = {
     "MoSR-gps-x2@9": (
         lambda: arch("MoSR", "mosr_arch", "MoSR")(dim=8, n_block=1, upscale=2, upsampler="gps"),
         (1, 3, 16, 16), 9, {"left alone": ["it is ReduceMean"]}),
+    # MoSR DySample: a pixel shuffle of sampling offsets, deep inside a reshape run
+    "MoSR-dys-x2@17": (
+        lambda: arch("MoSR", "mosr_arch", "MoSR")(dim=8, n_block=1, upscale=2, upsampler="dys"),
+        (1, 3, 16, 16), 17, {"left alone": ["its input is not a Conv (it is Reshape)"]}),
     # SwinIR nearest+conv: Resize → conv → LeakyReLU → Resize → conv
     "SwinIR-nearest+conv-x4@11": (
         lambda: arch("SwinIR", "SwinIR", "SwinIR")(embed_dim=12, depths=[1], num_heads=[1],

@@ -46,28 +46,43 @@ class ShuffleSite:
 
 @dataclass(frozen=True)
 class NotShuffled:
-    """A ``DepthToSpace`` run that is not a pixel shuffle of a 4-D tensor, and why."""
+    """A ``DepthToSpace`` run that is not a pixel shuffle of a 4-D tensor, and why; ``d2s``
+    names the ``DepthToSpace`` nodes it covers."""
 
     start: str
     label: str
     reason: str
+    d2s: tuple[str, ...] = ()
 
 
 def find_shuffles(editor: GraphEditor) -> list[ShuffleSite | NotShuffled]:
     """Every pixel-shuffle run (longest first match per run head) in graph order."""
     found: list[ShuffleSite | NotShuffled] = []
     claimed: set[tuple[str, ...]] = set()
+    covered: set[str] = set()  # DepthToSpace outputs already in a site or a report
     for node in editor.graph.node:
         if node.op_type not in CHAIN_OPS or node.domain not in ("", "ai.onnx"):
             continue
         if tuple(node.output) in claimed or not _is_head(editor, node):
             continue
-        site = _follow(editor, node)
-        if site is not None:
-            found.append(site)
-            if isinstance(site, ShuffleSite):
-                claimed.update(tuple(n.output) for n in site.nodes)
+        _add(found, claimed, covered, _follow(editor, node))
+    # a DepthToSpace inside a run that could not be followed up to it: on its own
+    for node in editor.graph.node:
+        if node.op_type == "DepthToSpace" and node.output[0] not in covered:
+            _add(found, claimed, covered, _follow(editor, node))
     return found
+
+
+def _add(found: list, claimed: set, covered: set,
+         site: ShuffleSite | NotShuffled | None) -> None:
+    if site is None:
+        return
+    found.append(site)
+    if isinstance(site, ShuffleSite):
+        claimed.update(tuple(n.output) for n in site.nodes)
+        covered.update(n.output[0] for n in site.nodes if n.op_type == "DepthToSpace")
+    else:
+        covered.update(site.d2s)
 
 
 def _is_head(editor: GraphEditor, node: onnx.NodeProto) -> bool:
@@ -116,7 +131,8 @@ def _follow(editor: GraphEditor, head: onnx.NodeProto) -> ShuffleSite | NotShuff
     if not d2s and not interleaves:
         return None  # a reshape that keeps channels and space apart (attention, flattening)
     label = node_label(d2s[0]) if d2s else f"{node_label(nodes[0])} … {node_label(nodes[-1])}"
-    return NotShuffled(start, label, f"not a pixel shuffle of an (N, C, H, W) tensor: {reason}")
+    return NotShuffled(start, label, f"not a pixel shuffle of an (N, C, H, W) tensor: {reason}",
+                       tuple(n.output[0] for n in d2s))
 
 
 # The 6-D transposes of the TorchScript exporter's pixel shuffle (CRD) and of DCR.

@@ -54,7 +54,7 @@ def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
     """Queue a rewrite of every pixel shuffle fed by a convertible ``Conv``; report the rest."""
     for site in find_shuffles(editor):
         if isinstance(site, NotShuffled):
-            report.skip(site.label, KIND, site.reason)
+            report.skip(site.label, KIND, _first_reason(editor, site))
             continue
         where = site.label
         split = None
@@ -84,6 +84,16 @@ def rewrite_subpixel(editor: GraphEditor, report: ConversionReport) -> None:
             report.skip(where, KIND, str(why))
             continue
         _queue(editor, conv, region, site, plan, where, report, split)
+
+
+def _first_reason(editor: GraphEditor, site: NotShuffled) -> str:
+    """Why a run is left alone: a shuffle of something that is no conv's output says so
+    first (e.g. DySample's offsets), the shape problem only if a conv does feed it."""
+    try:
+        source_conv(editor, site.start)
+    except Unsupported as why:
+        return str(why)
+    return site.reason
 
 
 def _reads_start(site: ShuffleSite):
