@@ -134,7 +134,7 @@ def verification_inputs(model: onnx.ModelProto, inputs: Feeds | None,
         given = {vi.name: v for vi, v in zip(declared, inputs, strict=False)}
     else:
         raise TypeError("inputs must be a dict name -> array or a sequence of arrays in graph "
-                        f"input order, got {type(inputs).__name__}")
+                        f"input order (a single array: [array]), got {type(inputs).__name__}")
     feeds = {}
     for name, value in given.items():
         vi = by_name[name]
