@@ -164,7 +164,7 @@ def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nd
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # failures are raised (and explained), not logged as well
     session = ort.InferenceSession(model.SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
