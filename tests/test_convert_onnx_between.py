@@ -140,6 +140,7 @@ def _op_nodes(kind: str, t: str, out: str, k: int, rng) -> tuple[list, dict]:
         "MulScalar": lambda: [helper.make_node("Mul", [f"{name}_s", t], [out])],
         "AddScalar": lambda: [helper.make_node("Add", [t, f"{name}_s"], [out])],
         "SubFromScalar": lambda: [helper.make_node("Sub", [f"{name}_s", t], [out])],
+        "SubScalar": lambda: [helper.make_node("Sub", [t, f"{name}_s"], [out])],
         "DivScalar": lambda: [helper.make_node("Div", [t, f"{name}_s"], [out])],
         "MulPerChannel": lambda: [helper.make_node("Mul", [t, f"{name}_c"], [out])],
         "AddPerChannel": lambda: [helper.make_node("Add", [f"{name}_c", t], [out])],
@@ -152,7 +153,7 @@ def _op_nodes(kind: str, t: str, out: str, k: int, rng) -> tuple[list, dict]:
 
 
 OP_KINDS = ["Relu", "LeakyRelu", "Sigmoid", "Clip", "MulScalar", "AddScalar", "SubFromScalar",
-            "DivScalar", "MulPerChannel", "AddPerChannel", "Identity"]
+            "SubScalar", "DivScalar", "MulPerChannel", "AddPerChannel", "Identity"]
 
 
 @settings(max_examples=40, deadline=None)

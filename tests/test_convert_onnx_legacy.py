@@ -331,3 +331,54 @@ def test_size_arithmetic_as_formulas():
     assert got[:4] == [n, 3, 3 * h, 2 * w] and str(got[4]) == "floor(x:2/2 + 1/2)", got
     np.testing.assert_array_equal(values.constant("alias"), np.arange(1, 7).reshape(2, 3))
     assert values.constant("y") is None and values.constant("sizes") is None
+
+
+def test_derived_dims_match_onnx_runtime():
+    """The dims formulas (onnx_dims.py) of every tensor of a graph that strides, pools,
+    shuffles, tiles, reshapes by Shape arithmetic, reduces and broadcasts equal the shapes
+    ONNX Runtime produces, at several input sizes."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)).astype(f32),
+             "w2": rng.standard_normal((8, 8, 3, 3)).astype(f32),
+             "rep": np.asarray([1, 1, 2, 1, 1], np.int64), "ax2": np.asarray([2], np.int64),
+             "two": np.asarray([2], np.int64), "minus1": np.asarray([-1], np.int64),
+             "i0": np.asarray([0], np.int64), "i34": np.asarray([3, 4], np.int64),
+             "bias": rng.standard_normal((1, 8, 1, 1)).astype(f32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("MaxPool", ["c1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
+                         ceil_mode=1),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 0, 1, 2]),
+        helper.make_node("DepthToSpace", ["c2"], ["d"], blocksize=2, mode="CRD"),
+        helper.make_node("Unsqueeze", ["d", "ax2"], ["u"]),
+        helper.make_node("Tile", ["u", "rep"], ["t"]),
+        helper.make_node("Shape", ["t"], ["st"]),
+        helper.make_node("Gather", ["st", "i0"], ["n"], axis=0),
+        helper.make_node("Gather", ["st", "i34"], ["hw"], axis=0),
+        helper.make_node("Concat", ["n", "minus1", "hw"], ["target"], axis=0),
+        helper.make_node("Reshape", ["t", "target"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["tr"], perm=[0, 1, 3, 2]),
+        helper.make_node("ReduceMean", ["tr"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["c1", "bias"], ["b"]),
+        helper.make_node("Concat", ["b", "c1"], ["cc"], axis=1),
+        helper.make_node("Relu", ["m"], ["y"]),
+    ]
+    graph = make_model(nodes, inits, ["N", 3, "H", "W"], opset=13)
+    names = ["c1", "p1", "c2", "d", "u", "t", "r", "tr", "m", "b", "cc"]
+    graph.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                              for n in names)
+    from upconv.convert.onnx_convert import run_onnx, tensor_shapes
+    from upconv.convert.onnx_graph import GraphEditor
+    from upconv.convert.onnx_values import dim_symbol
+
+    values = GraphEditor(graph.graph, tensor_shapes(graph), 13).values
+    symbols = [dim_symbol("x", i) for i in (0, 2, 3)]
+    for n, h, w in ((1, 9, 12), (2, 16, 7), (3, 5, 5)):
+        outs = run_onnx(graph, {"x": np.zeros((n, 3, h, w), f32)})
+        for name, out in zip(names, outs[1:], strict=True):
+            dims = values.dims(name)
+            assert dims is not None and all(not d.free_symbols - set(symbols) for d in dims), (
+                name, dims)
+            got = tuple(int(d.subs(dict(zip(symbols, (n, h, w), strict=True)))) for d in dims)
+            assert got == out.shape, (name, dims, out.shape)
