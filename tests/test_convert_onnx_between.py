@@ -411,3 +411,25 @@ def test_exporter_deduplicated_zero_biases():
     assert "Identity" in ops(original)
     _, report = convert_and_check(original, SHAPES)
     assert len(report.converted) == 1 and not report.skipped, str(report)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 4), pads=st.tuples(*[st.integers(0, 2)] * 4), r=st.integers(1, 3),
+       rw=st.integers(1, 3))
+def test_any_padding_of_the_conv_after_a_resize(k, pads, r, rw):
+    """A valid (or otherwise not same-size) conv after a nearest resize is a same conv plus a
+    crop of the output (in output pixels)."""
+    top, bottom, left, right = pads
+    rng = np.random.default_rng(k + 3 * r)
+    inits = {"w": rng.standard_normal((2, 2, k, k)).astype(np.float32),
+             "b": rng.standard_normal(2).astype(np.float32),
+             "s": np.asarray([1, 1, r, rw], np.float32)}
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["u"], mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Conv", ["u", "w", "b"], ["y"], pads=[top, left, bottom, right])]
+    original = make_model(nodes, inits, ["N", 2, "H", "W"], opset=13)
+    converted, report = convert_and_check(original, [(1, 2, 4, 5), (2, 2, 6, 4)])
+    if top + bottom > k - 1 or left + right > k - 1:
+        assert not report.converted and "pads more than a same conv" in report.skipped[0].reason
+    else:
+        assert ops(converted) == ["ConvTranspose"], str(report)
