@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .report import ConversionReport, ConvertedSite, SkippedSite
@@ -21,15 +22,18 @@ def convert_onnx(
     model_or_path: onnx.ModelProto | str | os.PathLike,
     verify: bool = True,
     input_shape: tuple[int, ...] | None = None,
+    inputs: Mapping[str, object] | Sequence[object] | None = None,
 ) -> tuple[onnx.ModelProto, ConversionReport]:
-    """Rewrite an ONNX model's ``Conv → DepthToSpace`` and nearest ``Resize → Conv`` pairs into
-    ``ConvTranspose``; see :func:`upconv.convert.onnx_convert.convert_onnx`.
+    """Rewrite an ONNX model's sub-pixel convs (``Conv → DepthToSpace`` or the legacy
+    ``Reshape → Transpose → Reshape``) and nearest resize convs (``Resize`` / ``Upsample →
+    Conv``) into ``ConvTranspose``, with activations, scalar multiplies and crops between the
+    pair; see :func:`upconv.convert.onnx_convert.convert_onnx`.
 
     (Imports onnx on first use, so ``import upconv`` stays light.)
     """
     from .onnx_convert import convert_onnx as _convert_onnx
 
-    return _convert_onnx(model_or_path, verify=verify, input_shape=input_shape)
+    return _convert_onnx(model_or_path, verify=verify, input_shape=input_shape, inputs=inputs)
 
 
 __all__ = ["ConversionReport", "ConvertedSite", "SkippedSite", "VerificationError", "convert",
