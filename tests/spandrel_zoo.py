@@ -303,10 +303,8 @@ def not_runnable(key: str) -> tuple[nn.Module, torch.Tensor]:
 
 
 N, C, D, S = "not nearest", "no conv", "deconvolution", "sum before shuffle"
-R = "runtime weights"
 SORT = OnnxFails("export", "operator Sort")  # torch.onnx cannot export ATD's sort(out=)
 COL2IM = OnnxFails("export", "col2im")  # IPT's F.fold has no ONNX op at opset 17
-ALPHA = OnnxFails("convert", "'alpha' (type INT64)")  # RealCUGAN's second graph input
 
 CASES: tuple[ZooCase, ...] = (
     *(_c("SwinIR", up, s, _swin("SwinIR", "SwinIR", upscale=s, upsampler=up), t, o)
@@ -327,7 +325,9 @@ CASES: tuple[ZooCase, ...] = (
     *(_c("GRL", up, s, _m("GRL", upscale=s, upsampler=up, **_GRL), t, t)
       for up, s, t in [("pixelshuffle", 2, E(1)), ("pixelshuffle", 3, E(1)),
                        ("pixelshuffledirect", 4, E(1)), ("nearest+conv", 4, E(2))]),
-    *(_c("DAT", up, s, _m("DAT", upscale=s, upsampler=up, **_DAT), t, t)
+    # ONNX: DAT's channel attention (1x1 conv of pooled features, then a permute of its channels
+    # onto the width) is a (1, C) depth-to-space of a conv too, and converts exactly
+    *(_c("DAT", up, s, _m("DAT", upscale=s, upsampler=up, **_DAT), t, E(t.converted + 1))
       for up, s, t in [("pixelshuffle", 2, E(1)), ("pixelshuffle", 4, E(2)),
                        ("pixelshuffledirect", 3, E(1))]),
     *(_c("HAT", "pixelshuffle", s, _m("HAT", upscale=s, **_HAT), t, t)
@@ -369,8 +369,8 @@ CASES: tuple[ZooCase, ...] = (
       for up, s, t, o in [("pixelshuffledirect", 2, E(2), E(2)),
                           ("pixelshuffledirect", 4, E(2), E(2)),
                           ("pixelshuffle", 3, E(2), E(2)), ("pixelshuffle", 4, E(3), E(3)),
-                          ("nearest+conv", 2, E(2), E(1, {C: 1})),
-                          ("nearest+conv", 3, E(2), E(1, {C: 1})),
+                          ("nearest+conv", 2, E(2), E(2)),
+                          ("nearest+conv", 3, E(2), E(2)),
                           ("dysample", 2, E(1, {C: 1}), E(1, {C: 1}))]),
     *(_c("MoSR", up, s, _m("MoSR", upscale=s, upsampler=up, n_block=1, dim=16), t, o)
       for up, s, t, o in [("ps", 2, E(1), E(1)), ("ps", 4, E(1), E(1)),
@@ -380,19 +380,19 @@ CASES: tuple[ZooCase, ...] = (
       for up, s, t, o in [("pixelshuffledirect", 2, E(1), E(1)),
                           ("pixelshuffledirect", 4, E(1), E(1)),
                           ("pixelshuffle", 3, E(1), E(1)),
-                          ("pixelshuffle", 4, E(2), E(1, {R: 1})),
-                          ("nearest+conv", 2, E(1), E(0, {C: 1})),
-                          ("nearest+conv", 3, E(1), E(0, {C: 1})),
+                          ("pixelshuffle", 4, E(2), E(2)),
+                          ("nearest+conv", 2, E(1), E(1)),
+                          ("nearest+conv", 3, E(1), E(1)),
                           ("transpose+conv", 2, E(0, {D: 1}), E(0)),
                           ("transpose+conv", 4, E(0, {D: 2}), E(0)),
                           ("lda", 2, E(0, {N: 1}), E(0, {N: 1})),
                           ("pa_up", 2, E(1), E(1)), ("pa_up", 3, E(1), E(1))]),
     *(_c("PLKSR", "PLKSR", s, _m("PLKSR", dim=8, n_blocks=1, upscaling_factor=s,
-                                    kernel_size=5), E(0, {S: 1}, misses=1), E(0, {C: 1}))
+                                    kernel_size=5), E(0, {S: 1}, misses=1), E(1))
       for s in (2, 4)),
     _c("PLKSR", "RealPLKSR", 4, _m("PLKSR", "RealPLKSR", dim=8, n_blocks=1, upscaling_factor=4,
                                    kernel_size=5, norm_groups=2),
-       E(0, {S: 1}, misses=1), E(0, {C: 1})),
+       E(0, {S: 1}, misses=1), E(1)),
     _c("PLKSR", "RealPLKSR-dysample", 2,
        _m("PLKSR", "RealPLKSR", dim=8, n_blocks=1, upscaling_factor=2, kernel_size=5,
           norm_groups=2, dysample=True), E(0, {C: 1}), E(0, {C: 1})),
@@ -408,14 +408,15 @@ CASES: tuple[ZooCase, ...] = (
     *(_c("SwiftSRGAN", "pixelshuffle", s, _m("SwiftSRGAN", upscale_factor=s, num_channels=8,
                                                 num_blocks=1), t, t)
       for s, t in [(2, E(1)), (4, E(2))]),
-    _c("RealCUGAN", "UpCunet2x", 2, _m("RealCUGAN", "UpCunet2x"), E(0, {D: 4}), ALPHA,
+    _c("RealCUGAN", "UpCunet2x", 2, _m("RealCUGAN", "UpCunet2x"), E(0, {D: 4}), E(0),
        shape=(1, 3, 20, 20), other_shape=(1, 3, 22, 26)),
-    _c("RealCUGAN", "UpCunet3x", 3, _m("RealCUGAN", "UpCunet3x"), E(0, {D: 4}), ALPHA,
+    _c("RealCUGAN", "UpCunet3x", 3, _m("RealCUGAN", "UpCunet3x"), E(0, {D: 4}), E(0),
        other_shape=(1, 3, 20, 24)),
-    _c("RealCUGAN", "UpCunet4x", 4, _m("RealCUGAN", "UpCunet4x"), E(1, {D: 4, C: 1}), ALPHA,
+    _c("RealCUGAN", "UpCunet4x", 4, _m("RealCUGAN", "UpCunet4x"), E(1, {D: 4, C: 1}),
+       E(1, {C: 1}),
        shape=(1, 3, 20, 20), other_shape=(1, 3, 22, 26)),
     _c("RealCUGAN", "UpCunet2x_fast", 2, _m("RealCUGAN", "UpCunet2x_fast"),
-       E(1, {D: 4, C: 1}), E(0, {C: 2}), shape=(1, 3, 40, 40), other_shape=(1, 3, 44, 48)),
+       E(1, {D: 4, C: 1}), E(1, {C: 1}), shape=(1, 3, 40, 40), other_shape=(1, 3, 44, 48)),
     _c("AuraSR", "nearest+conv", 4, _m("AuraSR", **_AURA), E(2), E(2),
        other_shape=(1, 3, 24, 32)),
 )

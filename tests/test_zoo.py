@@ -62,6 +62,13 @@ def test_torch_target_and_summary():
     assert {c.arch for c in Z.CASES} == set(Z.ARCHITECTURES)
 
 
+def test_onnx_target():
+    """≥ 95 % exact through ONNX of the cases whose export succeeds (the issue's target)."""
+    exported = [c for c in Z.CASES if Z.onnx_exact(c) is not None]
+    exact = sum(bool(Z.onnx_exact(c)) for c in exported)
+    assert exact >= 0.95 * len(exported), Z.summary()
+
+
 @ZOO
 def test_case_is_a_real_instance(case):
     """No layer shrunk to nothing (tiny widths can make spandrel build 0-channel layers)."""
