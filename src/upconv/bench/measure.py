@@ -97,7 +97,8 @@ def allocated_bytes(fn: Callable[[], object]) -> int:
     finally:
         if started:
             tracemalloc.stop()
-    torch_bytes = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
+    # self usage: an op that calls others (the upconv operator) would count theirs again
+    torch_bytes = sum(e.self_cpu_memory_usage for e in prof.events() if e.self_cpu_memory_usage > 0)
     return int(torch_bytes + max(0, python_heap))
 
 
