@@ -326,3 +326,48 @@ def test_tdc_paths_train_and_see_weight_updates(name):
         torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w2, None, 2, 1),
                                    oracle(x, w2, None, (2, 2), (1, 1, 1, 1), (0, 0)), **TOL)
         assert not torch.allclose(revd2_before, run(deconv2d_revd2_compiled, x, w2, None, 2, 1))
+
+
+def test_transpose_tile_and_staging_of_channels_last_rows():
+    """The in-register tile transpose, and staged channels_last rows equal to the NCHW rows
+    (tile part and the element-wise remainder: widths and channel counts off the tile)."""
+    import numba
+    import numpy as np
+
+    from upconv.kernels._simd import LANES, transpose_tile
+    from upconv.kernels.revd2 import _stage_rows, staged_pitch
+
+    @numba.njit
+    def tile(src, dst, copy):
+        transpose_tile(src, 3, LANES + 2, dst, 5, LANES + 1, copy)
+
+    src = np.random.default_rng(0).random(3 + LANES * (LANES + 2)).astype(np.float32)
+    dst = np.zeros(5 + 2 * LANES * (LANES + 1) + 64, np.float32)
+    tile(src, dst, LANES * (LANES + 1))
+    a = src[3:3 + LANES * (LANES + 2)].reshape(LANES, LANES + 2)[:, :LANES]
+    b = dst[5:5 + LANES * (LANES + 1)].reshape(LANES, LANES + 1)[:, :LANES]
+    c = dst[5 + LANES * (LANES + 1):5 + 2 * LANES * (LANES + 1)].reshape(LANES, LANES + 1)
+    np.testing.assert_array_equal(b, a.T)
+    np.testing.assert_array_equal(c[:, :LANES], a.T)
+    for cin, h, w in ((LANES * 2, 3, LANES * 3), (LANES + 3, 2, LANES + 5), (3, 2, 7)):
+        x = torch.randn(2, cin, h, w).contiguous(memory_format=torch.channels_last)
+        depth, line = 2, staged_pitch(w)
+        ring = np.full(2 * depth * cin * line, np.nan, np.float32)
+        state = np.array([-1, -1])
+        flat = x.permute(0, 2, 3, 1).reshape(-1).numpy()
+        s = x.stride()
+        _stage_rows(flat, s[0], s[1], s[2], s[3], cin, h, w, 1, 1, depth, ring, state)
+        for i in (0, 1):  # rows 0 and 1 of image 1, in both copies of their slots
+            want = x[1, :, i].numpy()
+            for slot in (i % depth, i % depth + depth):
+                got = ring[slot * cin * line:(slot + 1) * cin * line].reshape(cin, line)
+                np.testing.assert_array_equal(got[:, :w], want)
+
+
+def test_channels_last_with_phases_no_tap_reaches():
+    """Kernel 1 at stride 5: four of five phases per axis get no tap (bias only). Their group
+    stages no rows (it once divided by its zero tap depth on channels_last inputs)."""
+    x = torch.randn(1, 2, 6, 22).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(2, 1, 1, 1), torch.randn(1)
+    want = oracle(x, w, b, (5, 5), (0, 0, 0, 0), (0, 0))
+    torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, 5, 0), want, **TOL)

@@ -213,3 +213,67 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     sig = types.void(x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
                      nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps)
     return sig, codegen
+
+
+def butterfly_masks(n: int) -> list[tuple[int, list[int], list[int]]]:
+    """The shuffles that transpose an ``n × n`` tile held as ``n`` vectors of ``n`` lanes.
+
+    Stage ``b`` (``n/2, n/4, …, 1``) swaps the off-diagonal ``b × b`` blocks of every
+    ``2b × 2b`` block: for each row pair ``(i, i + b)`` with ``i & b == 0``, the new row ``i``
+    takes lane ``j`` from row ``i`` where ``j & b == 0`` and lane ``j − b`` of row ``i + b``
+    otherwise; the new row ``i + b`` takes lane ``j + b`` of row ``i`` or lane ``j`` of row
+    ``i + b``. Returns ``(b, mask_low, mask_high)`` per stage, masks indexing the
+    concatenation ``row_i ‖ row_{i+b}`` (lanes ``0..n−1`` then ``n..2n−1``).
+    """
+    stages = []
+    b = n // 2
+    while b >= 1:
+        low = [j if not j & b else n + j - b for j in range(n)]
+        high = [j + b if not j & b else n + j for j in range(n)]
+        stages.append((b, low, high))
+        b //= 2
+    return stages
+
+
+@intrinsic
+def transpose_tile(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, dst_copy):
+    """Transpose one ``LANES × LANES`` float32 tile: ``dst[dst_off + j·dst_stride + k] =
+    src[src_off + k·src_stride + j]`` for ``j, k < LANES`` (``LANES`` vector loads, the
+    butterfly shuffles of :func:`butterfly_masks`, ``LANES`` vector stores), each row also
+    stored at ``+ dst_copy`` when ``dst_copy`` is not 0. Offsets and strides in elements;
+    ``src`` and ``dst`` float32 arrays."""
+    n = LANES
+
+    def codegen(context, builder, sig, args):
+        s_a, s_off, s_stride, d_a, d_off, d_stride, d_copy = args
+        sdata = context.make_array(sig.args[0])(context, builder, s_a).data
+        ddata = context.make_array(sig.args[3])(context, builder, d_a).data
+        vec = ir.VectorType(_F32, n)
+        rows = []
+        for k in range(n):
+            at = builder.add(s_off, builder.mul(s_stride, ir.Constant(_I64, k)))
+            ptr = builder.bitcast(builder.gep(sdata, [at]), vec.as_pointer())
+            rows.append(builder.load(ptr, align=4))
+        for b, low, high in butterfly_masks(n):
+            new = list(rows)
+            for i in range(n):
+                if i & b:
+                    continue
+                new[i] = builder.shuffle_vector(rows[i], rows[i + b], ir.Constant(
+                    ir.VectorType(_I32, n), low))
+                new[i + b] = builder.shuffle_vector(rows[i], rows[i + b], ir.Constant(
+                    ir.VectorType(_I32, n), high))
+            rows = new
+        copy = builder.icmp_signed("!=", d_copy, ir.Constant(_I64, 0))
+        for j in range(n):
+            at = builder.add(d_off, builder.mul(d_stride, ir.Constant(_I64, j)))
+            builder.store(rows[j], builder.bitcast(builder.gep(ddata, [at]), vec.as_pointer()),
+                          align=4)
+            with builder.if_then(copy):
+                at2 = builder.add(at, d_copy)
+                builder.store(rows[j], builder.bitcast(builder.gep(ddata, [at2]),
+                                                       vec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64)
+    return sig, codegen

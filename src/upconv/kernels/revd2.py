@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
 from . import parallel
-from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma
+from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma, transpose_tile
 from .parallel import atomic_add, block_from, f32_ptr, i64_ptr
 from .weight_cache import derived
 
@@ -98,37 +98,61 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
                 b_col -= bw
 
 
+@numba.njit(cache=True)
+def staged_pitch(columns: int) -> int:
+    """Floats per channel line of a staged row: ``columns`` rounded up to whole vectors."""
+    return -(-columns // LANES) * LANES
+
+
+def _aligned_empty(shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialised float32 array whose rows start on 64-byte boundaries (row lengths
+    are whole vectors)."""
+    n = shape[0] * shape[1]
+    raw = np.empty(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip : skip + n].reshape(shape)
+
+
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, depth, ring, state):
     """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like.
 
     For inputs whose columns are not contiguous (channels_last): ``x`` is the input's memory,
     element ``(n, ic, i, col)`` at ``n·s_n + ic·s_c + i·s_h + col·s_w``. ``ring`` is one
-    thread's ``2·depth`` row slots of ``Cin × W`` floats; row ``i`` goes to slots
+    thread's ``2·depth`` row slots of ``Cin × P`` floats, ``P = staged_pitch(W)`` (whole
+    vectors per channel line, so tile stores are aligned); row ``i`` goes to slots
     ``i % depth`` and ``i % depth + depth``, so rows ``qh, qh − 1, …`` sit at slot
     ``qh % depth + depth`` and below: one row stride, as :func:`strip_fma` reads them.
     ``state = (n, rows staged up to)``: a thread walking consecutive rows copies one new row
-    per call.
+    per call. With contiguous channels (channels_last) the copy is a transpose of
+    ``LANES × LANES`` tiles in registers (:func:`~upconv.kernels._simd.transpose_tile`);
+    what the tiles leave (and other layouts) is copied element by element.
     """
-    block = cin * w_in
+    if depth == 0:  # a group of phases no tap reaches reads no input
+        return
+    pitch = staged_pitch(w_in)
+    block = cin * pitch
+    mirror = depth * block
     lo = max(0, qh - depth + 1)
     hi = min(qh + 1, h_in)
     start = state[1] if (state[0] == n and lo <= state[1] <= hi) else lo
+    tiled = s_c == 1
+    w_full = w_in - w_in % LANES if tiled else 0
+    c_full = cin - cin % LANES if tiled else 0
     for i in range(start, hi):
         slot = (i % depth) * block
         base = n * s_n + i * s_h
-        if s_c < s_w:  # channels_last: read along channels
-            for col in range(w_in):
-                at = base + col * s_w
-                for ic in range(cin):
-                    ring[slot + ic * w_in + col] = x[at + ic * s_c]
-        else:
-            for ic in range(cin):
-                at = base + ic * s_c
-                for col in range(w_in):
-                    ring[slot + ic * w_in + col] = x[at + col * s_w]
-        mirror = slot + depth * block
-        ring[mirror : mirror + block] = ring[slot : slot + block]
+        for c0 in range(0, w_full, LANES):
+            for ic0 in range(0, c_full, LANES):
+                transpose_tile(x, base + c0 * s_w + ic0, s_w, ring, slot + ic0 * pitch + c0,
+                               pitch, mirror)
+        for ic in range(cin):  # what the tiles leave: the last channels, the last columns
+            at = base + ic * s_c
+            dst = slot + ic * pitch
+            for col in range(0 if ic >= c_full else w_full, w_in):
+                v = x[at + col * s_w]
+                ring[dst + col] = v
+                ring[dst + col + mirror] = v
     state[0] = n
     state[1] = hi
 
@@ -207,21 +231,23 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
                  bias, y, row, ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi,
                  ic_block, task_lo, task_hi, nb, nv, taps):
     """:func:`_rows` for inputs whose columns are strided (channels_last): the thread first
-    copies the rows a task reads into its ``ring (2·Th·Cin·W)`` (:func:`_stage_rows`;
-    ``ring_state (2,)`` starts at -1). A separate entry point, so that NCHW calls do not
-    compile the staging."""
+    copies the rows a task reads into its ``ring (2·Th·Cin·staged_pitch(W))``
+    (:func:`_stage_rows`; ``ring_state (2,)`` starts at -1). A separate entry point, so that
+    NCHW calls do not compile the staging."""
     literally(nb)
     literally(nv)
     literally(taps)
     th_n = wpack.shape[2]
     rows = qh_hi - qh_lo
     pitch = row_pitch(qw_hi - qw_lo, nv)
+    line = staged_pitch(w_in)  # floats per channel line of a staged row
     for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
         _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, th_n, ring, ring_state)
         for chunk in range(slots.shape[0]):
-            _chunk_row(ring, (qh % th_n + th_n) * cin * w_in, w_in, cin * w_in, w_in, wpack,
+            staged = (qh % th_n + th_n) * cin * line if th_n else 0  # (th_n = 0 reads nothing)
+            _chunk_row(ring, staged, line, cin * line, w_in, wpack,
                        chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi,
                        row, pitch, nb, nv, taps)
             _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
@@ -524,8 +550,8 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
     tasks = n * (g.qh[1] - g.qh[0])
     scratch_len = g.nb * row_pitch(qw_hi - qw_lo, g.nv)
     scratch = np.empty((threads, scratch_len), np.float32)
-    ring_len = 2 * depth * cin * w if staged else 0
-    ring = np.empty((threads, ring_len), np.float32)
+    ring_len = 2 * depth * cin * staged_pitch(w) if staged else 0
+    ring = _aligned_empty((threads, ring_len))
     ring_state = np.empty((threads, 2), np.int64)
     x_len = 1 + sum((size - 1) * step for size, step in zip(x.shape, x.stride(), strict=True))
     (sh, sw), (top, _, left, _) = stride, padding
