@@ -243,3 +243,28 @@ def test_concurrent_python_threads_get_correct_results():
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         errors = list(pool.map(work, range(48)))
     assert max(errors) < 1e-4
+
+
+def test_compiled_trunk_hands_its_layout_to_the_operator(monkeypatch):
+    """Inductor runs a conv trunk channels_last; the operator gets that layout as it is (no
+    transposing copy into NCHW first) and still computes the eager result."""
+    from upconv.sr import load_pretrained
+
+    model = load_pretrained("espcn-x3").to_deconv("revd2").eval()
+    layouts = []
+    original = UF.run
+
+    def spy(call, algorithm, out=None):
+        layouts.append(call.x.is_contiguous(memory_format=torch.channels_last)
+                       and not call.x.is_contiguous())
+        return original(call, algorithm, out)
+
+    monkeypatch.setattr(UF, "run", spy)
+    torch._dynamo.reset()
+    x = torch.rand(1, 1, 24, 40)
+    with torch.no_grad():
+        want = model(x)
+        layouts.clear()
+        got = torch.compile(model, fullgraph=True)(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert layouts == [True]
