@@ -64,8 +64,10 @@ def torch_cases(layer: Layer, t: LayerTensors) -> list[Case]:
     ]
 
 
-def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...]) -> list[Case]:
-    """:func:`upconv.deconv2d` with each algorithm on the D-SP and D-NN weights.
+def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...],
+                 with_out: bool = True) -> list[Case]:
+    """:func:`upconv.deconv2d` with each algorithm on the D-SP and D-NN weights; with
+    ``with_out``, revd2 also into a reused ``out=`` buffer.
 
     ``auto`` also runs on the channels_last input the channels_last baseline gets, so that
     "best of both layouts" compares like with like (auto tunes per layout).
@@ -82,6 +84,11 @@ def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...]) -> 
                                   (t.wd_sp if fun == "SP" else t.wd_nn).numel(),
                                   choice=_auto_choice(x, t, fun.lower()) if algo == "auto"
                                   else None))
+    for fun in ("SP", "NN") if with_out and "revd2" in algorithms else ():
+        cases.append(Case(f"upconv revd2 (D-{fun}, out=)", fun, "upconv",
+                          _deconv_into(t.x, t, fun.lower()),
+                          (t.wd_sp if fun == "SP" else t.wd_nn).numel(),
+                          "one output buffer reused by every call (video frames, tiles)"))
     return cases
 
 
@@ -107,6 +114,14 @@ def _bind(impl, x, wd, b, geo, out):
 def _deconv(x: torch.Tensor, t: LayerTensors, which: str, algo: str) -> Callable[[], object]:
     wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
     return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm=algo)
+
+
+def _deconv_into(x: torch.Tensor, t: LayerTensors, which: str) -> Callable[[], object]:
+    """revd2 writing into one preallocated output: no allocation, no page faults per call."""
+    wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+    oh, ow = geo.output_size(x.shape[-2], x.shape[-1])
+    out = torch.empty(x.shape[0], wd.shape[1], oh, ow)
+    return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm="revd2", out=out)
 
 
 def _auto_choice(x: torch.Tensor, t: LayerTensors, which: str) -> Callable[[], str]:
