@@ -31,15 +31,15 @@ test: $(STAMP)
 
 # every figure is measured in a default process: no OpenMP (or other) tuning variables
 bench: $(STAMP)
-	$(BIN)/upconv bench
+	$(BIN)/upconv bench --repeats 11
 
 # the held-out layers H1–H6 (never tuned on); writes benchmarks/results/heldout.{md,json}
 bench-heldout: $(STAMP)
-	$(BIN)/upconv bench --zoo heldout
+	$(BIN)/upconv bench --zoo heldout --repeats 11
 
 # whole networks, trained vs converted, eager and torch.compile; writes models.{md,json}
 bench-models: $(STAMP)
-	$(BIN)/upconv bench --models all
+	$(BIN)/upconv bench --models all --repeats 21
 
 # the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
 # benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.

@@ -36,7 +36,8 @@ def tiny_results():
 def test_every_implementation_computes_the_layer(tiny_results):
     names = {r.case for r in tiny_results.rows}
     assert {"torch conv+pixel_shuffle (NCHW)", "onnxruntime ConvTranspose (D-NN weights)",
-            "upconv revd2 (D-SP)", "upconv auto (D-NN)"} <= names
+            "upconv revd2 (D-SP)", "upconv auto (D-NN)", "upconv revd2 (D-SP, out=)",
+            "upconv revd2 (D-NN, out=)"} <= names
     for row in tiny_results.rows + tiny_results.reduced:
         assert row.max_abs_error < 1e-3, row
         assert row.ms > 0 and row.runs >= 2 and row.gflops > 0
@@ -64,6 +65,8 @@ def test_ratios_and_memory_are_reported(tiny_results):
             assert row.extra_bytes is None
         else:
             assert row.extra_bytes is not None
+        if row.case.startswith("upconv revd2 (D-") and row.case.endswith("out=)"):
+            assert row.extra_bytes >= 0, row  # allocates no output at all
         if row.case.startswith("upconv revd2"):
             # the kernel's only scratch is one row of phase accumulators per thread
             layer = LAYERS[row.layer].scaled(tiny_results.scale)

@@ -33,6 +33,7 @@ class Case:
     expect: str = ""  # key into :func:`expected`; defaults to ``function``
     choice: Callable[[], str] | None = None  # algorithm="auto": the candidate it runs
     settle_s: float = 0.0  # idle seconds after this case before the next timed one
+    preallocated: bool = False  # writes into an ``out=`` buffer: allocates no output
 
     @property
     def expected_key(self) -> str:
@@ -88,7 +89,8 @@ def upconv_cases(layer: Layer, t: LayerTensors, algorithms: tuple[str, ...],
         cases.append(Case(f"upconv revd2 (D-{fun}, out=)", fun, "upconv",
                           _deconv_into(t.x, t, fun.lower()),
                           (t.wd_sp if fun == "SP" else t.wd_nn).numel(),
-                          "one output buffer reused by every call (video frames, tiles)"))
+                          "one output buffer reused by every call (video frames, tiles)",
+                          preallocated=True))
     return cases
 
 

@@ -103,7 +103,7 @@ def measure_layer(layer: Layer, tensors: LayerTensors, cases: list[Case], repeat
         bound_s = max(flops / (peak * 1e9), layer.io_bytes(case.weights) / (bw * 1e9))
         extra = None
         if memory and not case.name.startswith("onnxruntime"):
-            extra = allocated_bytes(case.fn) - _out_bytes(layer)
+            extra = allocated_bytes(case.fn) - (0 if case.preallocated else _out_bytes(layer))
         base = best.get(case.function)
         rows.append(Row(layer.id, case.function, case.name, case.family, ms, len(times[case.name]),
                         None if base is None else base / ms, flops / (ms * 1e-3) / 1e9,
