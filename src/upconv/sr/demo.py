@@ -8,8 +8,8 @@ comparison figure and the upscaled image.
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ KOALA_FACE = (60, 20, 260, 170)
 
 @dataclass
 class PathTiming:
-    """Best-of-``repeats`` wall time (s) of the whole network and of its upsampling layer."""
+    """Median wall time (s) of the whole network and of its upsampling layer."""
 
     network_s: float
     upsampler_s: float
@@ -63,28 +63,27 @@ class DemoResult:
     files: list[Path] = field(default_factory=list)
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest of ``repeats`` calls of ``fn``, in seconds (warm ``fn`` up first)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def time_paths(paths: dict[str, nn.Module], x: torch.Tensor, repeats: int
                ) -> tuple[dict[str, torch.Tensor], dict[str, PathTiming]]:
     """Run each ESPCN of ``paths`` on ``x`` (the warm-up, whose output is returned), then time
-    it: the whole network and its upsampling layer alone, best of ``repeats``."""
-    outputs, timing = {}, {}
+    it: the whole network and its upsampling layer alone, the paths alternating call by call,
+    median of ``repeats`` rounds (one path's slow call is not the other's luck)."""
+    outputs = {}
+    times: dict[tuple[str, str], list[float]] = {}
     with torch.inference_mode():
         features = next(iter(paths.values())).features(x)
         for name, net in paths.items():
             outputs[name] = net(x)
             net.upsample(features)
-            timing[name] = PathTiming(best_time(lambda n=net: n(x), repeats),
-                                      best_time(lambda n=net: n.upsample(features), repeats))
+        for _ in range(repeats):
+            for name, net in paths.items():
+                for part, fn in (("network", lambda n=net: n(x)),
+                                 ("upsampler", lambda n=net: n.upsample(features))):
+                    t0 = time.perf_counter()
+                    fn()
+                    times.setdefault((name, part), []).append(time.perf_counter() - t0)
+    timing = {name: PathTiming(statistics.median(times[name, "network"]),
+                               statistics.median(times[name, "upsampler"])) for name in paths}
     return outputs, timing
 
 
@@ -148,7 +147,7 @@ def comparison_figure(path: Path, low: Image.Image, bicubic: Image.Image, espcn:
     return path
 
 
-def run_demo(outdir: str | Path = "upconv-demo", repeats: int = 2) -> DemoResult:
+def run_demo(outdir: str | Path = "upconv-demo", repeats: int = 7) -> DemoResult:
     """Run the demonstration, write ``outdir/comparison.png`` and ``outdir/koala-x3.png``."""
     outdir = Path(outdir)
     model = load_pretrained(MODEL)
