@@ -155,7 +155,11 @@ class UpscaleWorker:
                  threads: int) -> None:
         import torch
 
+        from .allocator import keep_freed_memory
+
         torch.set_num_threads(threads)
+        if not exact:
+            keep_freed_memory()
         self.model = factory()
         self.scale = int(self.model.scale)
         self.tile, self.exact = tile, exact
