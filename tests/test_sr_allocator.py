@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import torch
 
 from upconv.sr.allocator import keep_freed_memory
 
-GLIBC = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 # A child process: repeated 64 MiB allocations, freed after each use, counting minor faults.
 CHILD = textwrap.dedent("""

@@ -113,14 +113,19 @@ def _bind(impl, x, wd, b, geo, out):
     return lambda: impl(x, wd, b, geo.stride, geo.padding, geo.output_padding, out)
 
 
+def _weights(t: LayerTensors, which: str) -> tuple:
+    """``(weight, bias, geometry)`` of the D-SP (``"sp"``) or D-NN (``"nn"``) deconvolution."""
+    return (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+
+
 def _deconv(x: torch.Tensor, t: LayerTensors, which: str, algo: str) -> Callable[[], object]:
-    wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+    wd, b, geo = _weights(t, which)
     return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm=algo)
 
 
 def _deconv_into(x: torch.Tensor, t: LayerTensors, which: str) -> Callable[[], object]:
     """revd2 writing into one preallocated output: no allocation, no page faults per call."""
-    wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+    wd, b, geo = _weights(t, which)
     oh, ow = geo.output_size(x.shape[-2], x.shape[-1])
     out = torch.empty(x.shape[0], wd.shape[1], oh, ow)
     return lambda: deconv2d(x, wd, b, geo.stride, geo.padding, algorithm="revd2", out=out)
@@ -130,7 +135,7 @@ def _auto_choice(x: torch.Tensor, t: LayerTensors, which: str) -> Callable[[], s
     """The candidate ``algorithm="auto"`` settled on for this call (tuning it if not yet)."""
     from .. import autotune
 
-    wd, b, geo = (t.wd_sp, t.bd_sp, t.geo_sp) if which == "sp" else (t.wd_nn, t.b_nn, t.geo_nn)
+    wd, b, geo = _weights(t, which)
 
     def choice() -> str:
         with torch.no_grad():
