@@ -8,6 +8,7 @@ through ``upconv.deconv2d``, the tuner, ``auto``, fallbacks, ``out=``, full-size
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -35,6 +36,33 @@ TOL = {torch.float32: (1e-4, 1e-4), torch.float16: (2e-3, 2e-3), torch.bfloat16:
 def oracle(x, w, b, stride, padding, output_padding=(0, 0)):
     cpu = [None if t is None else t.detach().double().cpu() for t in (x, w, b)]
     return conv_transpose2d_oracle(*cpu, stride, padding, output_padding)
+
+
+@contextlib.contextmanager
+def conv_fp32_precision(value: str):
+    """PyTorch's float32 setting for convolutions ("tf32" or "ieee"), restored after."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is None:  # PyTorch before the per-backend settings
+        before = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = value == "tf32"
+    else:
+        before = conv.fp32_precision
+        conv.fp32_precision = value
+    try:
+        yield
+    finally:
+        if conv is None:
+            torch.backends.cudnn.allow_tf32 = before
+        else:
+            conv.fp32_precision = before
+
+
+@pytest.fixture(autouse=True)
+def _float32_as_ieee():
+    """float32 results are checked at float32 accuracy (3×TF32); the TF32 default has a
+    test of its own."""
+    with conv_fp32_precision("ieee"):
+        yield
 
 
 def assert_matches(got, want, dtype):
@@ -148,10 +176,31 @@ def test_revd2_on_cuda_is_the_triton_kernel_and_falls_back_with_a_reason():
     got = upconv.deconv2d(xd, wd, None, 2, 1)  # float64: the readable reference
     assert any("float32, float16 or bfloat16" in r for r in tr.FALLBACKS)
     torch.testing.assert_close(got.cpu(), oracle(x, w, None, (2, 2), (1, 1, 1, 1)))
+    # autograd: the operator's registered backward gives the gradients (the forward runs
+    # below autograd, so it may still be the kernel)
     wg = w.clone().requires_grad_()
-    y = upconv.deconv2d(x, wg, None, 2, 1)  # autograd: the reference, gradients flow
-    y.sum().backward()
-    assert wg.grad is not None and any("autograd" in r for r in tr.FALLBACKS)
+    y = upconv.deconv2d(x, wg, None, 2, 1)
+    y.backward(torch.ones_like(y))
+    wo = w.detach().double().cpu().requires_grad_()
+    yo = torch.nn.functional.conv_transpose2d(x.double().cpu(), wo, None, 2, 1)
+    yo.backward(torch.ones_like(yo))
+    assert_matches(y.detach(), yo.detach(), torch.float32)
+    torch.testing.assert_close(wg.grad.double().cpu(), wo.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_float32_follows_pytorchs_tf32_setting_for_convolutions():
+    """TF32 by default (as cuDNN convolutions), 3×TF32 when convolutions are set to IEEE."""
+    x = torch.randn(2, 32, 40, 72, generator=torch.Generator().manual_seed(3)).to(DEV)
+    _, wd, bd, geo = layer_weights(32, 3, 2, torch.float32)[0]
+    want = oracle(x, wd, bd, geo.stride, geo.padding)
+    scale = float(want.abs().max())
+    errors = {}
+    for precision in ("tf32", "ieee"):
+        with conv_fp32_precision(precision):
+            assert tr.float32_as_tf32() is (precision == "tf32")
+            got = upconv.deconv2d(x, wd, bd, geo.stride, geo.padding, algorithm="revd2")
+        errors[precision] = float((got.double().cpu() - want).abs().max()) / scale
+    assert errors["ieee"] < 1e-5 < errors["tf32"] < 5e-3, errors
 
 
 def test_tuner_times_every_candidate_and_caches_the_choice(tmp_path, monkeypatch):

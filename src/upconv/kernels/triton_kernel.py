@@ -22,25 +22,32 @@ SIZES = ["CIN", "H", "OH", "OW", "SH", "SW", "TOP", "LEFT", "QH_LO", "TILES_H", 
 @triton.jit
 def _tap_step(acc, x_img, w_tap, ih, iw, ki, kk, jn, CIN, H, W, sxc, sxh, sxw,
               BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT: tl.constexpr,
-              UPCAST: tl.constexpr, EVEN_K: tl.constexpr):
+              UPCAST: tl.constexpr, EVEN_K: tl.constexpr, TF32X3: tl.constexpr):
     """``acc += x[ih, iw, channel step ki] @ w_tap[channel step ki]`` for one tap."""
     ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    ic = ki * BLOCK_K + kk
-    if EVEN_K:  # noqa: SIM108 (a constexpr branch; a mask constant along channels keeps
-        # channels_last loads vectorised)
-        mask = ok[:, None]
-    else:
-        mask = ok[:, None] & (ic < CIN)[None, :]
-    a = tl.load(x_img + (ih * sxh + iw * sxw)[:, None] + ic[None, :] * sxc, mask=mask,
-                other=0.0)
-    b = tl.load(w_tap + ic[:, None] * BLOCK_N + jn[None, :])
+    x_px = x_img + ih * sxh + iw * sxw
     if DOT:
+        ic = ki * BLOCK_K + kk
+        if EVEN_K:  # noqa: SIM108 (a constexpr branch; a mask constant along channels keeps
+            # channels_last loads vectorised)
+            mask = ok[:, None]
+        else:
+            mask = ok[:, None] & (ic < CIN)[None, :]
+        a = tl.load(x_px[:, None] + ic[None, :] * sxc, mask=mask, other=0.0)
+        b = tl.load(w_tap + ic[:, None] * BLOCK_N + jn[None, :])
         if UPCAST:  # the interpreter's bf16 dot is wrong; bf16 products are exact in fp32
             acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
-        else:  # float32 operands as 3×TF32: float32-grade accuracy on tensor cores
+        elif TF32X3:  # float32 operands as 3×TF32: float32-grade accuracy on tensor cores
             acc = tl.dot(a, b, acc, input_precision="tf32x3")
-    else:
-        acc += tl.sum(a.to(tl.float32)[:, :, None] * b.to(tl.float32)[None, :, :], axis=1)
+        else:  # float32 operands as TF32 (as cuDNN convolutions by default); 16-bit as is
+            acc = tl.dot(a, b, acc, input_precision="tf32")
+    else:  # FMA: one rank-1 update per channel, 2-D tensors only (a broadcast 3-D product
+        # reduced over its middle axis was miscompiled on sm_90 by Triton 3.6: wrong sums)
+        for k in tl.static_range(BLOCK_K):
+            ic = ki * BLOCK_K + k
+            a = tl.load(x_px + ic * sxc, mask=ok if EVEN_K else ok & (ic < CIN), other=0.0)
+            b = tl.load(w_tap + ic * BLOCK_N + jn)
+            acc += a.to(tl.float32)[:, None] * b.to(tl.float32)[None, :]
     return acc
 
 
@@ -52,7 +59,8 @@ def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw
                  TH: tl.constexpr, TW: tl.constexpr, K_ITERS: tl.constexpr,
                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_K: tl.constexpr, DOT: tl.constexpr, UPCAST: tl.constexpr,
-                 BIAS_MODE: tl.constexpr, FLAT: tl.constexpr, EVEN_K: tl.constexpr):
+                 BIAS_MODE: tl.constexpr, FLAT: tl.constexpr, EVEN_K: tl.constexpr,
+                 TF32X3: tl.constexpr):
     # program → (image, tile row, tile column, slot block); slot blocks vary fastest so
     # that the programs sharing an input tile run together (L2 reuse)
     pid = tl.program_id(0)
@@ -82,14 +90,14 @@ def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw
                 t_w = tap % TW
                 acc = _tap_step(acc, x_img, w_blk + tap * TAP_SIZE, qh - t_h, qw - t_w,
                                 it % K_ITERS, kk, jn, CIN, H, W, sxc, sxh, sxw, BLOCK_K,
-                                BLOCK_N, DOT, UPCAST, EVEN_K)
+                                BLOCK_N, DOT, UPCAST, EVEN_K, TF32X3)
     else:  # taps unrolled: the shifted loads of a tile issue back to back
         for t_h in tl.static_range(TH):
             for t_w in tl.static_range(TW):
                 for ki in range(K_ITERS):
                     acc = _tap_step(acc, x_img, w_blk + (t_h * TW + t_w) * TAP_SIZE,
                                     qh - t_h, qw - t_w, ki, kk, jn, CIN, H, W, sxc, sxh,
-                                    sxw, BLOCK_K, BLOCK_N, DOT, UPCAST, EVEN_K)
+                                    sxw, BLOCK_K, BLOCK_N, DOT, UPCAST, EVEN_K, TF32X3)
     # epilogue: bias, then one store per output at its interleaved position
     sl = blk * BLOCK_N + jn
     c = tl.load(slot_c_ptr + sl)

@@ -5,12 +5,16 @@ A program owns a tile of ``block_h × block_w`` phase-grid pixels of one image a
 ``(t_h, t_w)`` of its window it loads the input tile shifted by the tap (zero outside the
 input: masked loads, no padded copy), ``block_k`` input channels at a time, and multiplies it
 by the packed ``(block_k, block_n)`` weights of that tap: ``tl.dot`` on tensor cores (fp32
-accumulation; float32 operands as 3×TF32, ``tf32x3``, float32-grade accuracy) or, for few
-channels, a plain FMA outer product. The accumulator starts at zero, receives the (per-slot or
-gathered periodic) bias, and every output is stored once, straight to its interleaved position
-``(fh + sh·qh − top, fw + sw·qw − left)`` through the output's strides: no temporaries the
-size of a feature map, no pixel-shuffle pass. All slots of a tile run in adjacent programs, so
-the input tile comes from DRAM once and from L2 for the other slot blocks.
+accumulation) or, for few channels, one FMA rank-1 update per channel. float32 operands go
+to the tensor cores as PyTorch's convolutions send them (:func:`float32_as_tf32`): TF32 by
+default, as cuDNN does, and 3×TF32 (``tf32x3``, float32-grade accuracy) when TF32 is off for
+convolutions (``torch.backends.cudnn.conv.fp32_precision = "ieee"``, or the older
+``torch.backends.cudnn.allow_tf32 = False``). The accumulator starts at zero, receives the
+(per-slot or gathered periodic) bias, and every output is stored once, straight to its
+interleaved position ``(fh + sh·qh − top, fw + sw·qw − left)`` through the output's strides:
+no temporaries the size of a feature map, no pixel-shuffle pass. All slots of a tile run in
+adjacent programs, so the input tile comes from DRAM once and from L2 for the other slot
+blocks.
 
 Triton is optional: it is imported on first use. :func:`unsupported_reason` says why a call
 cannot run here ("triton is not installed", CPU tensors without ``TRITON_INTERPRET=1``,
@@ -90,6 +94,20 @@ def unsupported_reason(x: Tensor, weight: Tensor, bias: Tensor | None,
     return None
 
 
+def float32_as_tf32() -> bool:
+    """Whether PyTorch lets convolutions compute float32 in TF32 (its default for cuDNN);
+    the kernel follows the same setting. Reads the newer per-backend setting where this
+    PyTorch has it (``"none"`` inherits from the parent), else ``cudnn.allow_tf32``."""
+    conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    if conv is None:
+        return bool(torch.backends.cudnn.allow_tf32)
+    for setting in (conv, getattr(torch.backends.cudnn, "fp32_precision", "none"),
+                    getattr(torch.backends, "fp32_precision", "none")):
+        if setting != "none":
+            return setting == "tf32"
+    return False
+
+
 def _span(t: Tensor) -> int:
     """Elements between the first and one past the last addressed element of ``t``."""
     return 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride(), strict=True)) \
@@ -155,6 +173,7 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
                     BLOCK_K=config.block_k, DOT=config.dot,
                     UPCAST=config.dot and interpreting() and x.dtype == torch.bfloat16,
                     BIAS_MODE=mode, FLAT=config.flat, EVEN_K=cin % config.block_k == 0,
+                    TF32X3=x.dtype == torch.float32 and not float32_as_tf32(),
                     num_warps=config.num_warps,
                     num_stages=config.num_stages)
         if interpreting():  # the interpreter takes no launch options

@@ -58,8 +58,8 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     to 128 (the input tile is then read once for all of them), ``block_k`` = Cin up to 64
     (32 for float32: the same shared memory per stage), tiles of 128 or 256 phase-grid pixels
     as rows of 64 (coalesced along NCHW rows) where the grid is that wide; taps as one
-    software-pipelined loop, and (16-bit types) once unrolled. An FMA config where few slots
-    or channels would leave an MMA mostly zeros, 64-slot blocks when there are more than 64
+    software-pipelined loop, and (16-bit types) once unrolled. An FMA config where few input
+    channels would leave an MMA mostly zeros, 64-slot blocks when there are more than 64
     slots, and, where phases reach different tap counts, the first config split per tap
     pattern (no zero-tap products, one launch per pattern).
     """
@@ -76,11 +76,12 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     if slots > 64:
         dots.append(tp.Config(*small, 64, bk, True, num_warps=4, num_stages=3, flat=True))
     fmas = []
-    if slots <= 8 or cin < 16 or (dtype == torch.float32 and slots <= 16):
+    if cin < 16:  # an MMA would be mostly zeros along K; on an H200 the FMA path lost 5-12×
+        # to the dots wherever K was full (few slots included), so it is tried only here
         fn = min(16, _pow2(slots))
         fmas.append(tp.Config(*small, fn, max(1, min(16, _pow2(cin), 64 // fn)), False,
                               flat=True))
-    ordered = (fmas + dots) if cin < 16 else (dots + fmas)
+    ordered = dots + fmas
     if mixed:
         ordered.append(tp.Config(**{**asdict(ordered[0]), "merged": False}))
     return ordered
@@ -92,6 +93,13 @@ def _layout(t: Tensor) -> str:
     if t.is_contiguous(memory_format=torch.channels_last):
         return "nhwc"
     return "strided" + "x".join(map(str, t.stride()))
+
+
+def _tf32(x: Tensor) -> bool:
+    """Whether a float32 call runs its products in TF32 (not 3×TF32)."""
+    from .triton_revd2 import float32_as_tf32
+
+    return x.dtype == torch.float32 and float32_as_tf32()
 
 
 def device_name(device: torch.device) -> str:
@@ -109,8 +117,9 @@ def tuning_key(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair,
     return ";".join([
         f"schema={SCHEMA}", f"device={device_name(x.device)}", f"triton={triton.__version__}",
         f"torch={torch.__version__}", f"dtype={str(x.dtype).removeprefix('torch.')}",
-        f"x={tuple(x.shape)}", f"layout={_layout(x)}", f"w={tuple(weight.shape)}",
-        f"s={stride}", f"p={padding}", f"out={out_size}", f"bias={bias_kind}"])
+        f"x={tuple(x.shape)}", f"layout={_layout(x)}", f"tf32={_tf32(x)}",
+        f"w={tuple(weight.shape)}", f"s={stride}", f"p={padding}", f"out={out_size}",
+        f"bias={bias_kind}"])
 
 
 def _cache_path():
@@ -240,7 +249,7 @@ def prepared_call(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPai
 
     bias_id = None if bias is None else (id(bias), bias._version, bias.data_ptr())
     key = ("triton-call", tuple(x.shape), x.stride(), x.dtype, x.device, stride, padding,
-           out_size, bias_id, interpreting())
+           out_size, bias_id, interpreting(), _tf32(x))
 
     def make():
         config = choose_config(x, weight, bias, stride, padding, out_size)
