@@ -268,3 +268,51 @@ def test_compiled_trunk_hands_its_layout_to_the_operator(monkeypatch):
         got = torch.compile(model, fullgraph=True)(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert layouts == [True]
+
+
+def test_plain_eager_calls_skip_the_dispatcher_and_everything_else_sees_the_op(monkeypatch):
+    """Inference on plain tensors runs the kernel without the operator's Python round trip;
+    a dispatch mode, the profiler, autograd and vmap still get ``upconv::deconv2d``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    x, w, b = torch.randn(2, 4, 5, 6), torch.nn.Parameter(torch.randn(4, 3, 4, 4)), None
+    want = torch.nn.functional.conv_transpose2d(x, w.detach(), b, 2, 1)
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    dispatched = []
+
+    class Spy:  # counts calls of the operator, forwards everything else to it
+        def __init__(self, op):
+            self.op = op
+
+        def __call__(self, *args):
+            dispatched.append(1)
+            return self.op(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.op, name)
+
+    monkeypatch.setattr(torch.ops.upconv, "deconv2d", Spy(torch.ops.upconv.deconv2d))
+    with torch.no_grad():
+        torch.testing.assert_close(upconv.deconv2d(x, w, b, 2, 1), want)
+        assert not dispatched  # the kernel, straight from deconv2d
+        with Ops() as mode:
+            torch.testing.assert_close(upconv.deconv2d(x, w, b, 2, 1), want)
+        assert any("upconv.deconv2d" in op for op in mode.seen), mode.seen
+        with torch.profiler.profile() as prof:
+            upconv.deconv2d(x, w, b, 2, 1)
+        assert any(e.name == "upconv::deconv2d" for e in prof.events())
+        got = torch.vmap(lambda xi: upconv.deconv2d(xi, w, b, 2, 1))(x[:, None])
+        torch.testing.assert_close(got[:, 0], want)
+    y = upconv.deconv2d(x, w, b, 2, 1)  # autograd: through the operator's formula
+    assert dispatched and y.grad_fn is not None
+    y.sum().backward()
+    assert w.grad is not None

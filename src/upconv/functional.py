@@ -166,10 +166,34 @@ def deconv2d(
         if out is not None:
             raise ValueError("out= cannot be traced by torch.jit.trace; call without out")
         return deconv2d_standard_ops(x, weight, bias, s, pad, op, groups)
+    if _plain_eager_call(x, weight, bias, out):  # what the operator's kernel would run
+        return run(check_deconv(x, weight, bias, s, pad, op, groups), algorithm, out)
     if out is None:
         return torch.ops.upconv.deconv2d(x, weight, bias, s, pad, op, groups, algorithm)
     torch.ops.upconv.deconv2d_out(x, weight, bias, s, pad, op, groups, algorithm, out)
     return out
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _plain_eager_call(*tensors: Tensor | None) -> bool:
+    """Whether the operator's dispatch would only hand these to its eager kernel: plain
+    tensors, no autograd to record, no compiler, mode, functorch transform or profiler that
+    wants to see the op. Then :func:`deconv2d` calls the kernel itself, saving the
+    dispatcher's Python round trip (~40-60 µs a call, as much as a small layer takes on a
+    GPU)."""
+    if torch.compiler.is_compiling():  # first: Dynamo traces nothing past it
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is None:
+            continue
+        if type(t) not in _PLAIN or (grad and t.requires_grad) \
+                or torch._C._functorch.is_functorch_wrapped_tensor(t):
+            return False
+    return not (torch._C._is_torch_function_mode_enabled()
+                or torch._C._len_torch_dispatch_stack() or torch._C._autograd._profiler_enabled())
 
 
 def run(call: DeconvCall, algorithm: str, out: Tensor | None = None) -> Tensor:

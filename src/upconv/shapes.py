@@ -30,6 +30,8 @@ PaddingLike = int | str | Sequence[int]
 
 def as_int(value: object, name: str) -> int:
     """An int (or an integral float such as 2.0); anything else is a TypeError/ValueError."""
+    if type(value) is int:  # the common case, without the abstract-class checks below
+        return value
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got a bool ({value!r})")
     if isinstance(value, numbers.Integral):
@@ -48,6 +50,14 @@ def as_int(value: object, name: str) -> int:
 
 def pair(value: int | Sequence[int], name: str, *, minimum: int | None = None) -> IntPair:
     """Normalise an int or a 2-sequence to ``(height, width)``, checking ``>= minimum``."""
+    if type(value) in (tuple, list) and len(value) == 2 and type(value[0]) is int \
+            and type(value[1]) is int:  # the common case, checked without abstract classes
+        out = (value[0], value[1])
+        if minimum is not None and min(out) < minimum:
+            raise ValueError(f"{name} must be >= {minimum} on both axes, got {out}")
+        return out
+    if type(value) is int:
+        return pair((value, value), name, minimum=minimum)
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, Sequence):
@@ -75,8 +85,11 @@ def padding4(padding: int | Sequence[int], name: str = "padding") -> Pad4:
 
     ``p`` means ``(p, p, p, p)``; ``(ph, pw)`` means ``(ph, ph, pw, pw)``.
     """
-    is_seq = isinstance(padding, Sequence) and not isinstance(padding, (str, bytes))
-    if is_seq and len(padding) == 4:
+    if type(padding) in (tuple, list) and len(padding) == 4 and all(
+            type(p) is int for p in padding):  # the common case, without abstract classes
+        out = tuple(padding)
+    elif (isinstance(padding, Sequence) and not isinstance(padding, (str, bytes))
+          and len(padding) == 4):
         out = tuple(as_int(p, name) for p in padding)
     else:
         ph, pw = pair(padding, name)

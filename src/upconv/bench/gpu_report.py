@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from itertools import combinations
 
-from ..kernels.device_timing import FLUSH_BYTES
+from ..kernels.device_timing import FLUSH_BYTES, LEAD_CYCLES
 from .gpu_cases import TOLERANCE
 from .gpu_suite import DTYPES
 
@@ -33,7 +33,8 @@ def markdown(res: dict) -> str:
         f"{res.get('copy_megabytes', '?')} MiB, best of 10): "
         f"{_f(res.get('copy_bandwidth_gbs'), 0)} GB/s; input scale {res.get('scale', 1.0)}",
         f"- **ms**: median of {res.get('repeats', '?')} calls, each bracketed by CUDA events "
-        f"after zeroing {FLUSH_BYTES // 2**20} MiB (L2 cold; device time, host launch "
+        f"after zeroing {FLUSH_BYTES // 2**20} MiB (L2 cold) and a {LEAD_CYCLES:.0e}-cycle "
+        "device spin that lets the host launch the call ahead (device time, host launch "
         "overhead hidden), interleaved round-robin with the other cases of the layer after 3 "
         "warm-up rounds, `cudnn.benchmark = True`. **b2b ms**: 20 calls back to back between "
         "two events (L2 warm, host overhead included when it exceeds the device time). "
