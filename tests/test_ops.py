@@ -316,3 +316,26 @@ def test_plain_eager_calls_skip_the_dispatcher_and_everything_else_sees_the_op(m
     assert dispatched and y.grad_fn is not None
     y.sum().backward()
     assert w.grad is not None
+
+
+def test_output_layout_follows_a_channels_last_input_on_cuda_only():
+    """The fake kernel (what compiled graphs assume) and the eager kernel agree: channels_last
+    out for a channels_last CUDA input (checked on fake CUDA tensors: no GPU needed), NCHW on
+    the CPU, where the compiled kernel writes NCHW."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def layout(device, fmt, c=3):
+        with FakeTensorMode():
+            x = torch.empty(2, 4, 5, 6, device=device).to(memory_format=fmt)
+            w = torch.empty(4, c, 4, 4, device=device)
+            y = torch.ops.upconv.deconv2d(x, w, None, [2, 2], [1, 1, 1, 1], [0, 0], 1, "revd2")
+        return y.is_contiguous(memory_format=torch.channels_last), y.is_contiguous()
+
+    assert layout("cuda", torch.channels_last) == (True, False)
+    assert layout("cuda", torch.contiguous_format) == (False, True)
+    assert layout("cpu", torch.channels_last) == (False, True)
+    x = torch.randn(2, 4, 5, 6).to(memory_format=torch.channels_last)
+    for algorithm in ("revd2", "tdc", "auto"):
+        assert upconv.deconv2d(x, torch.randn(4, 3, 4, 4), None, 2, 1,
+                               algorithm=algorithm).is_contiguous()
+    assert UF.output_memory_format(x) == torch.contiguous_format

@@ -166,6 +166,10 @@ def test_random_geometries_through_deconv2d(p, dtype, fmt):
         mp.setenv(tt.TUNE_ENV, "0")
         got = upconv.deconv2d(x, w, b, p["stride"], p["padding"], p["output_padding"])
     assert_matches(got, oracle(x, w, b, p["stride"], p["padding"], p["output_padding"]), dtype)
+    # the operator's layout rule: a channels_last CUDA input gives a channels_last output
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert got.is_contiguous(memory_format=torch.channels_last if cl_in else
+                             torch.contiguous_format)
 
 
 def test_revd2_on_cuda_is_the_triton_kernel_and_falls_back_with_a_reason():

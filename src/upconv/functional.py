@@ -200,10 +200,12 @@ def run(call: DeconvCall, algorithm: str, out: Tensor | None = None) -> Tensor:
     """Compute a validated ``call`` eagerly with ``algorithm`` (what the operator runs).
 
     Grouped calls run group by group (each an ordinary deconvolution on its channel slice).
-    The result is C-contiguous; with ``out`` (checked: shape, dtype, device) it is ``out``.
+    The result is laid out as :func:`output_memory_format` says; with ``out`` (checked: shape,
+    dtype, device) it is ``out``.
     """
     if out is not None:
         _check_out(out, call)
+    fmt = output_memory_format(call.x)
     if call.groups == 1:
         impl = implementation(call, algorithm)
         y = impl(call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
@@ -212,11 +214,23 @@ def run(call: DeconvCall, algorithm: str, out: Tensor | None = None) -> Tensor:
             if y is not out:
                 out.copy_(y)
             return out
-        return y.contiguous()
-    y = out if out is not None else call.x.new_empty(call.out_shape)
+        return y.contiguous(memory_format=fmt)
+    y = out if out is not None else torch.empty(call.out_shape, dtype=call.x.dtype,
+                                                device=call.x.device, memory_format=fmt)
     for part, (lo, hi) in zip(group_calls(call), _group_spans(call), strict=True):
         y[:, lo:hi] = run(part, algorithm)
     return y
+
+
+def output_memory_format(x: Tensor) -> torch.memory_format:
+    """The operator's output layout: channels_last for a channels_last CUDA input (what cuDNN
+    convolutions give, and what the Triton kernel writes directly: no copy to NCHW after
+    it), NCHW otherwise (the CPU kernel writes NCHW; on a CPU a channels_last input is what
+    Inductor hands the operator, and the next layer takes NCHW as well)."""
+    if x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) \
+            and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _takes_out(impl: Callable[..., Tensor]) -> bool:

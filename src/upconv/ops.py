@@ -68,7 +68,8 @@ def _deconv2d_fake(x, weight, bias, stride, padding, output_padding, groups, alg
     call = _call(x, weight, bias, stride, padding, output_padding, groups)
     if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
         _inductor_input_layout()
-    return x.new_empty(call.out_shape)
+    return torch.empty(call.out_shape, dtype=x.dtype, device=x.device,
+                       memory_format=UF.output_memory_format(x))
 
 
 def _inductor_input_layout() -> None:
