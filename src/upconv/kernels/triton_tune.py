@@ -73,6 +73,10 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     if large[0] * large[1] * bn <= 16384:
         dots.append(tp.Config(*large, bn, bk, True, num_warps=4 if bn <= 16 else 8,
                               num_stages=3, flat=True))
+        if bn <= 64:  # the same, one more load in flight (the H200's best tiles were the
+            # large ones on channels_last inputs, whose masked loads are latency-bound)
+            dots.append(tp.Config(*large, bn, bk, True, num_warps=4 if bn <= 16 else 8,
+                                  num_stages=4, flat=True))
     if slots > 64:
         dots.append(tp.Config(*small, 64, bk, True, num_warps=4, num_stages=3, flat=True))
     fmas = []
