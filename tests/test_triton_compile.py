@@ -3,7 +3,7 @@ bundled ptxas turn each representative variant into a cubin, within H100's share
 
 The interpreter tests check what the kernel computes; these check that the compiled path
 accepts every code path the launcher can choose (tensor-core dot per dtype, the float32
-3×TF32 dot, FMA, unrolled and pipelined tap loops, channels_last, uneven channel steps,
+TF32 and 3×TF32 dots, FMA, unrolled and pipelined tap loops, channels_last, uneven channel steps,
 gathered bias, phases split by tap pattern)."""
 
 from __future__ import annotations
@@ -51,7 +51,13 @@ VARIANTS = {
         tp.Config(2, 64, 64, 64, True, num_stages=3, flat=True)),
     "fp32 3xTF32 dot, 128 slots, 8 warps (G3)": (
         lambda: sub_pixel(64, 64, 2, torch.float32),
-        tp.Config(2, 64, 128, 32, True, num_warps=8, num_stages=3, flat=True)),
+        tp.Config(2, 64, 128, 32, True, num_warps=8, num_stages=3, flat=True), "ieee"),
+    "fp32 TF32 dot, 64 slots (G2)": (
+        lambda: sub_pixel(64, 3, 4, torch.float32),
+        tp.Config(4, 64, 64, 32, True, num_warps=8, num_stages=4, flat=True), "tf32"),
+    "fp16 dot, loop not pipelined, 8 warps, channels_last": (
+        lambda: sub_pixel(32, 1, 2, torch.float16, "channels_last"),
+        tp.Config(4, 64, 16, 32, True, num_warps=8, num_stages=1, flat=True)),
     "fp32 FMA, few channels": (
         lambda: sub_pixel(3, 1, 2, torch.float32), tp.Config(2, 64, 4, 4, False, flat=True)),
 }
@@ -59,10 +65,16 @@ VARIANTS = {
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_compiles_for_sm90(name):
-    make, config = VARIANTS[name]
+    make, config, *precision = VARIANTS[name]
     call = make()
-    kernels = compile_call(call.x, call.weight, call.bias, call.stride, call.padding,
-                           call.out_size, config)
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = precision[0] if precision else before
+    try:
+        kernels = compile_call(call.x, call.weight, call.bias, call.stride, call.padding,
+                               call.out_size, config)
+    finally:
+        conv.fp32_precision = before
     assert kernels and all(0 < k.metadata.shared <= MAX_SHARED for k in kernels)
     assert all(k.asm.get("cubin") for k in kernels)
 

@@ -77,6 +77,9 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
             # large ones on channels_last inputs, whose masked loads are latency-bound)
             dots.append(tp.Config(*large, bn, bk, True, num_warps=4 if bn <= 16 else 8,
                                   num_stages=4, flat=True))
+        # and not pipelined, more warps: the pipelined loads are cp.async.cg, which bypass
+        # L1, so a tile's nine shifted reloads all come from L2; plain loads may hit L1
+        dots.append(tp.Config(*large, bn, bk, True, num_warps=8, num_stages=1, flat=True))
     if slots > 64:
         dots.append(tp.Config(*small, 64, bk, True, num_warps=4, num_stages=3, flat=True))
     fmas = []
