@@ -177,23 +177,37 @@ def deconv2d(
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
+def _private(path: str):
+    """A private PyTorch function by dotted path under ``torch._C``, or None where this
+    PyTorch lacks it (then :func:`deconv2d` always goes through the operator)."""
+    obj = torch._C
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+    return obj
+
+
+_WRAPPED = _private("_functorch.is_functorch_wrapped_tensor")
+_FUNCTION_MODE = _private("_is_torch_function_mode_enabled")
+_DISPATCH_MODES = _private("_len_torch_dispatch_stack")
+_PROFILING = _private("_autograd._profiler_enabled")
+_CAN_SKIP = None not in (_WRAPPED, _FUNCTION_MODE, _DISPATCH_MODES, _PROFILING)
+
+
 def _plain_eager_call(*tensors: Tensor | None) -> bool:
     """Whether the operator's dispatch would only hand these to its eager kernel: plain
     tensors, no autograd to record, no compiler, mode, functorch transform or profiler that
     wants to see the op. Then :func:`deconv2d` calls the kernel itself, saving the
     dispatcher's Python round trip (~40-60 µs a call, as much as a small layer takes on a
     GPU)."""
-    if torch.compiler.is_compiling():  # first: Dynamo traces nothing past it
+    if torch.compiler.is_compiling() or not _CAN_SKIP:  # first: Dynamo traces no further
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
         if t is None:
             continue
-        if type(t) not in _PLAIN or (grad and t.requires_grad) \
-                or torch._C._functorch.is_functorch_wrapped_tensor(t):
+        if type(t) not in _PLAIN or (grad and t.requires_grad) or _WRAPPED(t):
             return False
-    return not (torch._C._is_torch_function_mode_enabled()
-                or torch._C._len_torch_dispatch_stack() or torch._C._autograd._profiler_enabled())
+    return not (_FUNCTION_MODE() or _DISPATCH_MODES() or _PROFILING())
 
 
 def run(call: DeconvCall, algorithm: str, out: Tensor | None = None) -> Tensor:
