@@ -58,10 +58,12 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     to 128 (the input tile is then read once for all of them), ``block_k`` = Cin up to 64
     (32 for float32: the same shared memory per stage), tiles of 128 or 256 phase-grid pixels
     as rows of 64 (coalesced along NCHW rows) where the grid is that wide; taps as one
-    software-pipelined loop, and (16-bit types) once unrolled. An FMA config where few input
-    channels would leave an MMA mostly zeros, 64-slot blocks when there are more than 64
-    slots, and, where phases reach different tap counts, the first config split per tap
-    pattern (no zero-tap products, one launch per pattern).
+    software-pipelined loop, and (16-bit types) once unrolled; the 256-pixel tile also with
+    four stages and not pipelined with 8 warps (on an H200 that one won every float32 NCHW
+    call by ~2×: its plain loads can hit L1, the pipeline's ``cp.async.cg`` cannot). An FMA
+    config where few input channels would leave an MMA mostly zeros, 64-slot blocks when
+    there are more than 64 slots, and, where phases reach different tap counts, the first
+    config split per tap pattern (no zero-tap products, one launch per pattern).
     """
     bn = min(128, max(16, _pow2(slots)))
     bk = min(64 if dtype.itemsize == 2 else 32, max(16, _pow2(cin)))
