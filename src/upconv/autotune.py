@@ -53,7 +53,7 @@ Impl = Callable[..., Tensor]
 CACHE_ENV = "UPCONV_CACHE_DIR"
 CACHE_FILE = "autotune.json"
 #: Bump when a candidate's implementation changes enough to invalidate old timings.
-SCHEMA = "5"
+SCHEMA = "6"  # 6: candidates timed with the conversion to the operator's output layout
 #: The compiled kernel is chosen when its median is within this fraction of the fastest one:
 #: below the run-to-run noise of a tuning, and it allocates nothing the size of a feature map.
 KERNEL_PREFERENCE = 0.05
@@ -167,6 +167,18 @@ def signature(call: DeconvCall, threads: int) -> str:
     return ";".join(parts)
 
 
+def as_run(impl: Impl, call: DeconvCall) -> Callable[[], Tensor]:
+    """``impl`` on ``call`` as the operator returns it: in the operator's output layout
+    (:func:`~upconv.functional.output_memory_format`). A candidate that leaves a
+    channels_last result (TDC in NHWC) is charged the conversion it costs every call."""
+    from .functional import output_memory_format
+
+    fmt = output_memory_format(call.x)
+    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
+            call.out_size)
+    return lambda: impl(*args).contiguous(memory_format=fmt)
+
+
 def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
                     budget_s: float = 3.0, gap_s: float = 0.01) -> dict[str, float]:
     """Median seconds of each ``impl(call)``, timed round-robin after one warm-up call each.
@@ -180,18 +192,17 @@ def time_candidates(impls: dict[str, Impl], call: DeconvCall, repeats: int = 7,
     """
     if call.x.is_cuda:
         return time_candidates_cuda(impls, call)
-    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
-            call.out_size)
+    fns = {name: as_run(impl, call) for name, impl in impls.items()}
     rounds: dict[str, list[float]] = {name: [] for name in impls}
     with torch.no_grad():
-        for impl in impls.values():
-            impl(*args)  # compiles, plans, fills caches
+        for fn in fns.values():
+            fn()  # compiles, plans, fills caches
         start = time.perf_counter()
         for i in range(repeats):
-            for name, impl in impls.items():
+            for name, fn in fns.items():
                 time.sleep(gap_s)
                 t0 = time.perf_counter()
-                impl(*args)
+                fn()
                 rounds[name].append(time.perf_counter() - t0)
             if i >= 2 and time.perf_counter() - start > budget_s:
                 break
@@ -205,9 +216,7 @@ def time_candidates_cuda(impls: dict[str, Impl], call: DeconvCall, repeats: int 
     the Triton kernel); see :class:`~upconv.kernels.device_timing.DeviceClock`."""
     from .kernels.device_timing import DeviceClock
 
-    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
-            call.out_size)
-    fns = {name: (lambda impl=impl: impl(*args)) for name, impl in impls.items()}
+    fns = {name: as_run(impl, call) for name, impl in impls.items()}
     times = DeviceClock(call.x.device).interleaved(fns, repeats, warmup=2)
     return {name: statistics.median(t) for name, t in times.items()}
 
@@ -215,16 +224,15 @@ def time_candidates_cuda(impls: dict[str, Impl], call: DeconvCall, repeats: int 
 def paired_ratio(a: Impl, b: Impl, call: DeconvCall, pairs: int = 9, gap_s: float = 0.01
                  ) -> float:
     """Median over ``pairs`` back-to-back runs of ``time(a) / time(b)`` (order alternating)."""
-    args = (call.x, call.weight, call.bias, call.stride, call.padding, call.output_padding,
-            call.out_size)
+    fa, fb = as_run(a, call), as_run(b, call)
     ratios = []
     with torch.no_grad():
         for i in range(pairs):
             spent = {}
-            for name, impl in (("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a)):
+            for name, fn in (("a", fa), ("b", fb)) if i % 2 == 0 else (("b", fb), ("a", fa)):
                 time.sleep(gap_s)
                 t0 = time.perf_counter()
-                impl(*args)
+                fn()
                 spent[name] = time.perf_counter() - t0
             ratios.append(spent["a"] / spent["b"])
     return statistics.median(ratios)
