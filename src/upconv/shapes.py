@@ -50,20 +50,14 @@ def as_int(value: object, name: str) -> int:
 
 def pair(value: int | Sequence[int], name: str, *, minimum: int | None = None) -> IntPair:
     """Normalise an int or a 2-sequence to ``(height, width)``, checking ``>= minimum``."""
-    if type(value) in (tuple, list) and len(value) == 2 and type(value[0]) is int \
-            and type(value[1]) is int:  # the common case, checked without abstract classes
-        out = (value[0], value[1])
-        if minimum is not None and min(out) < minimum:
-            raise ValueError(f"{name} must be >= {minimum} on both axes, got {out}")
-        return out
-    if type(value) is int:
-        return pair((value, value), name, minimum=minimum)
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, Sequence):
+    # tuples and lists first: the abstract-class check below costs more than the rest
+    if type(value) in (tuple, list) or (isinstance(value, Sequence)
+                                        and not isinstance(value, (str, bytes))):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {len(value)} values")
         out = (as_int(value[0], name), as_int(value[1], name))
+    elif isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     else:
         v = as_int(value, name)
         out = (v, v)
@@ -85,11 +79,9 @@ def padding4(padding: int | Sequence[int], name: str = "padding") -> Pad4:
 
     ``p`` means ``(p, p, p, p)``; ``(ph, pw)`` means ``(ph, ph, pw, pw)``.
     """
-    if type(padding) in (tuple, list) and len(padding) == 4 and all(
-            type(p) is int for p in padding):  # the common case, without abstract classes
-        out = tuple(padding)
-    elif (isinstance(padding, Sequence) and not isinstance(padding, (str, bytes))
-          and len(padding) == 4):
+    is_seq = type(padding) in (tuple, list) or (  # tuples and lists without the ABC check
+        isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)))
+    if is_seq and len(padding) == 4:
         out = tuple(as_int(p, name) for p in padding)
     else:
         ph, pw = pair(padding, name)
