@@ -279,6 +279,28 @@ def test_resize_phases_share_one_input_pass(r, c):
                                **TOL)
 
 
+@pytest.mark.parametrize("stride", [(2, 2), (3, 3), (4, 4), (3, 2), (1, 3), (2, 5)])
+@pytest.mark.parametrize("taps", [3, "resize"])
+@pytest.mark.parametrize("crop", [(0, 0, 0, 0), (1, 2, 3, 1), (4, 0, 7, 5)])
+@pytest.mark.parametrize("bias", ["none", "channel", "phase", "odd"])
+def test_column_phases_stored_together(stride, taps, crop, bias):
+    """A channel's column phases sit side by side in a chunk and are written as one contiguous
+    run (2 to 4 phases; wider strides and broken sets go slot by slot): every crop, a bias
+    constant per phase, one that steps along a row (period 3 across stride 2), chunks that
+    split a channel (7 channels), rows whose first and last columns leave the output."""
+    sh, sw = stride
+    kh, kw = (3 * sh, 3 * sw) if taps == 3 else (2 + sh, 2 + sw)
+    g = torch.Generator().manual_seed(sh * 10 + sw)
+    x = torch.randn(2, 5, 6, 41, generator=g)
+    w = torch.randn(5, 7, kh, kw, generator=g)
+    b = {"none": None, "channel": torch.randn(7, generator=g),
+         "phase": torch.randn(7, sh, sw, generator=g),
+         "odd": torch.randn(7, 2, 3, generator=g)}[bias]
+    want = oracle(x, w, b, stride, crop, (0, 0))
+    got = run(deconv2d_revd2_compiled, x, w, b, stride, crop)
+    torch.testing.assert_close(got, want, **TOL)
+
+
 @pytest.mark.parametrize("stride,kernel", [(3, 5), (4, 6), (3, 2)])
 def test_no_slot_multiplies_a_tap_it_does_not_reach(stride, kernel):
     """An infinite input must reach exactly the outputs its real taps reach: a product with a
