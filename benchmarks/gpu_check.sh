@@ -10,7 +10,8 @@
 # 4. the energy phase (NVML counter, cost-model estimates)            -> OUTDIR/suite.log
 # 5. the compile phase (torch.compile max-autotune, ESPCN compiled)   -> OUTDIR/suite.log
 #    results of 3-5: OUTDIR/gpu-<device>.md and .json (merged after every layer)
-# 6. OUTDIR/summary.txt: each step's exit status and seconds, then the targets table.
+# 6. OUTDIR/tuning-cache/: what `auto` and the kernel's tuner timed and chose
+# 7. OUTDIR/summary.txt: each step's exit status and seconds, then the targets table.
 #
 # Every step has a time limit, and all of them share one deadline (UPCONV_GPU_CHECK_BUDGET_S,
 # default 480 s), so the whole check ends well inside 10 minutes; a step cut short keeps what
@@ -96,6 +97,9 @@ step suite-energy 60 70 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
     --phase energy --out "$OUT" ${SUITE[@]+"${SUITE[@]}"}
 step suite-compile 150 5 "$OUT/suite.log" "$PY" benchmarks/run.py --device cuda \
     --phase compile --out "$OUT" ${SUITE[@]+"${SUITE[@]}"}
+
+# the choices and per-candidate timings of `auto` and of the kernel's tuner, for diagnosis
+cp -r "$WORK/cache" "$OUT/tuning-cache" 2>/dev/null || true
 
 {
     echo "total: $(( $(date +%s) - START )) s"

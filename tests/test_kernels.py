@@ -13,7 +13,7 @@ from upconv.algorithms import REFERENCES
 from upconv.algorithms._common import add_bias
 from upconv.functional import check_deconv, implementation
 from upconv.kernels import deconv2d_revd2_compiled, unsupported_reason
-from upconv.kernels._simd import MAX_ACCUMULATORS
+from upconv.kernels._simd import MAX_ACCUMULATORS, UNROLL_TAPS, decode_taps, encode_taps
 from upconv.kernels.revd2 import NB_CHOICES, _block_shape, plan_for
 from upconv.kernels.torch_paths import (
     deconv2d_convtranspose_torch,
@@ -255,6 +255,22 @@ def test_block_shapes_stay_in_registers():
     assert _block_shape(9, 10)[1] == 1
 
 
+def test_small_uniform_tap_windows_are_unrolled():
+    """Every slot reaching the same window: unrolled (a per-slot code) up to UNROLL_TAPS taps,
+    runtime loops (the empty code) beyond; mixed windows are always per slot."""
+    assert decode_taps(encode_taps([(3, 3)] * 4)) == [(3, 3)] * 4
+    assert encode_taps([(5, 5)] * 4) == "" and UNROLL_TAPS < 25
+    assert decode_taps(encode_taps([(2, 2), (2, 1)])) == [(2, 2), (2, 1)]
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 4, 7, 40, generator=g)
+    for k in (3, 5):  # sub-pixel windows of 3×3 (unrolled) and 5×5 (loops) taps
+        w, b = torch.randn(4, 3, 2 * k, 2 * k, generator=g), torch.randn(3, 2, 2, generator=g)
+        plan = plan_for(w, (2, 2), (k - 1,) * 4, (14, 80), (7, 40))  # out: 2·in
+        assert all((grp.taps == "") == (k == 5) for grp in plan.groups)
+        torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, 2, k - 1),
+                                   oracle(x, w, b, (2, 2), (k - 1,) * 4, (0, 0)), **TOL)
+
+
 @pytest.mark.parametrize("r,c", [(2, 3), (3, 2), (4, 1), (5, 1)])
 def test_resize_phases_share_one_input_pass(r, c):
     """A resize conv's phases reach 1 or 2 taps per axis; they are still computed in one pass
@@ -270,7 +286,7 @@ def test_resize_phases_share_one_input_pass(r, c):
     call = check_deconv(x, wd, b, r, geo.padding)
     plan = plan_for(wd, call.stride, call.padding, call.out_size, (11, 45))
     uniform = r == 2  # K + r − 1 = 4 taps over stride 2: every phase reaches 2 × 2
-    assert all((grp.taps == "") == uniform for grp in plan.groups)
+    assert all((len(set(decode_taps(grp.taps))) == 1) == uniform for grp in plan.groups)
     assert len(plan.groups) == (2 if r * r > MAX_ACCUMULATORS else 1)
     assert sorted(int(s) for grp in plan.groups for s in grp.slots.flat if s >= 0) == list(
         range(c * r * r))  # every slot exactly once
