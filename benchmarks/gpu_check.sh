@@ -35,7 +35,7 @@ trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
 export UPCONV_CACHE_DIR="$WORK/cache"            # autotune + kernel-tuning choices
 export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$WORK/triton}"  # compiled kernels, shared by steps
-export UPCONV_TRITON_TUNE_BUDGET_S=${UPCONV_TRITON_TUNE_BUDGET_S:-90}
+export UPCONV_TRITON_TUNE_BUDGET_S=${UPCONV_TRITON_TUNE_BUDGET_S:-120}
 unset TRITON_INTERPRET
 
 if [ "$DRY" = 1 ]; then

@@ -108,7 +108,9 @@ def candidates(call):
                                 tp.slot_count(c, (kh, kw), call.stride, call.padding,
                                               call.out_size), qw[1] - qw[0],
                                 tp.mixed_taps((kh, kw), call.stride, call.padding,
-                                              call.out_size))
+                                              call.out_size),
+                                tp.shuffle_phases((kh, kw), call.stride, call.padding,
+                                                  call.out_size))
 
 
 # the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 160 input: several tiles,
@@ -135,7 +137,8 @@ def test_every_candidate_configuration(name, dtype):
         configs = candidates(call)
         run_candidates(configs, x, wd, bd, geo, call.out_size, want, dtype)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        run_candidates(configs[:1], x_cl, wd, bd, geo, call.out_size, want, dtype)
+        run_candidates(configs[:1] + [c for c in configs if c.shuffle][:1], x_cl, wd, bd, geo,
+                       call.out_size, want, dtype)
 
 
 def test_bfloat16_layers():

@@ -122,11 +122,18 @@ def test_slot_bias_is_the_periodic_bias_at_each_phase():
 @pytest.mark.parametrize("cin,slots,grid_w,mixed", [
     (32, 4, 1920, False), (64, 48, 960, True), (64, 256, 960, False), (16, 12, 960, False),
     (3, 2, 5, True), (1, 1, 1, False), (80, 200, 30, True)])
-def test_candidate_configs_are_valid_kernel_variants(dtype, cin, slots, grid_w, mixed):
+@pytest.mark.parametrize("shuffle", [None, (2, 2), (4, 4)])
+def test_candidate_configs_are_valid_kernel_variants(dtype, cin, slots, grid_w, mixed,
+                                                     shuffle):
     """Every candidate is a power-of-two tile that ``tl.dot`` accepts (M, N, K ≥ 16) or an FMA
-    tile small enough for registers; slot blocks never exceed 128; split only when mixed."""
-    configs = tt.candidate_configs(dtype, cin, slots, grid_w, mixed)
-    assert configs and len(configs) == len(set(configs)) and len(configs) <= 8
+    tile small enough for registers; slot blocks never exceed 128; split only when mixed;
+    a shuffled store only where asked for, on blocks of whole channels."""
+    shuffle = None if mixed else shuffle
+    configs = tt.candidate_configs(dtype, cin, slots, grid_w, mixed, shuffle)
+    assert configs and len(configs) == len(set(configs)) and len(configs) <= 10
+    assert all(not c.shuffle or c.block_n % (shuffle[0] * shuffle[1]) == 0 for c in configs)
+    assert any(c.shuffle for c in configs) == (shuffle is not None and any(
+        c.block_n % (shuffle[0] * shuffle[1]) == 0 for c in configs if c.dot))
     for c in configs:
         for v in (c.block_h, c.block_w, c.block_n, c.block_k):
             assert v & (v - 1) == 0
@@ -138,6 +145,20 @@ def test_candidate_configs_are_valid_kernel_variants(dtype, cin, slots, grid_w, 
     assert any(not c.merged for c in configs) == mixed
     # dots first (what runs untuned); an FMA candidate only where K would be mostly zeros
     assert configs[0].dot and any(not c.dot for c in configs) == (cin < 16)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,out,want", [
+    ((6, 6), (2, 2), (2, 2, 2, 2), (20, 30), (2, 2)),  # ×2 sub-pixel, 3×3 conv
+    ((12, 12), (4, 4), (4, 4, 4, 4), (40, 60), (4, 4)),  # ×4 head
+    ((6, 4), (2, 1), (2, 2, 1, 1), (20, 10), (2, 1)),  # rows only
+    ((9, 9), (3, 3), (3, 3, 3, 3), (30, 30), None),  # ×3: not a power of two
+    ((4, 4), (2, 2), (1, 1, 1, 1), (20, 30), (2, 2)),  # resize ×2: every phase 2×2 taps
+    ((5, 5), (3, 3), (1, 1, 1, 1), (30, 30), None),  # resize ×3: mixed windows
+    ((3, 3), (1, 1), (1, 1, 1, 1), (10, 10), None),  # stride 1: nothing to shuffle
+    ((6, 6), (2, 2), (3, 2, 2, 2), (1, 30), None),  # one output row: phase row 1 empty
+])
+def test_shuffle_phases_needs_every_phase_in_one_window(kernel, stride, padding, out, want):
+    assert tp.shuffle_phases(kernel, stride, padding, out) == want
 
 
 def test_without_triton_everything_else_imports_and_runs():

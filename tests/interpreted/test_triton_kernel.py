@@ -61,7 +61,8 @@ def configs_for(call, wide: bool = False) -> list[tp.Config]:
     cin, c, kh, kw = call.weight.shape
     slots = tp.slot_count(c, (kh, kw), call.stride, call.padding, call.out_size)
     mixed = tp.mixed_taps((kh, kw), call.stride, call.padding, call.out_size)
-    return tt.candidate_configs(call.x.dtype, cin, slots, 1000 if wide else 8, mixed)
+    shuffle = tp.shuffle_phases((kh, kw), call.stride, call.padding, call.out_size)
+    return tt.candidate_configs(call.x.dtype, cin, slots, 1000 if wide else 8, mixed, shuffle)
 
 
 def layout(x, name: str):
@@ -160,6 +161,43 @@ def test_candidate_configurations_on_zoo_channels(name):
             got = tr.run_config(call.x, call.weight, call.bias, call.stride, call.padding,
                                 call.out_size, config)
             assert_matches(got, want, dtype)
+
+
+@pytest.mark.parametrize("r,c,crop,bias,fmt", [
+    ((2, 2), 1, None, "slot", "nchw"), ((4, 4), 3, None, "slot", "channels_last"),
+    ((2, 2), 5, (3, 2, 1, 4), "gather", "nchw"), ((2, 1), 2, (2, 3, 0, 1), "none", "nchw"),
+    ((1, 4), 3, (1, 1, 5, 2), "slot", "channels_last")])
+def test_shuffled_store_writes_whole_output_rows(r, c, crop, bias, fmt):
+    """The tile rearranged into output rows before the store: channels padding a block,
+    per-side crops that cut tiles at every edge, a periodic bias gathered per output, row- or
+    column-only strides, channels_last input, a batch, fp16 and float32."""
+    rh, rw = r
+    g = torch.Generator().manual_seed(rh * 7 + rw + c)
+    x = layout(torch.randn(2, 20, 3, 20, generator=g), fmt)
+    w = torch.randn(20, c, 3 * rh, 3 * rw, generator=g) / 8
+    b = {"none": None, "slot": torch.randn(c, rh, rw, generator=g),
+         "gather": torch.randn(c, 3, 2, generator=g)}[bias]
+    padding = crop or (rh, rh, rw, rw)
+    for dtype in (torch.float16, torch.float32):
+        xd, wd, bd = x.to(dtype), w.to(dtype), None if b is None else b.to(dtype)
+        call = check_deconv(xd, wd, bd, r, padding)
+        shuffle = tp.shuffle_phases((3 * rh, 3 * rw), call.stride, call.padding, call.out_size)
+        assert shuffle == r
+        bn = max(16, rh * rw)
+        for config in (tp.Config(2, 16, bn, 16, True, shuffle=True),
+                       tp.Config(4, 16, 2 * bn, 32, True, num_stages=3, flat=True,
+                                 shuffle=True)):
+            got = tr.run_config(call.x, call.weight, call.bias, call.stride, call.padding,
+                                call.out_size, config)
+            assert_matches(got, oracle(xd, wd, bd, r, padding), dtype)
+            (_, _, meta), = tr.prepare(call.x, call.weight, call.bias, call.stride,
+                                       call.padding, call.out_size, config)
+            # 16-byte row starts wherever the width allows one (vector stores on a GPU)
+            assert (meta["ALIGN"] > 1) == (call.out_size[1] % (16 // dtype.itemsize) == 0)
+    with pytest.raises(ValueError, match="whole output rows"):
+        call = check_deconv(x, torch.randn(20, c, 9, 9), None, 3, 3)
+        tr.run_config(call.x, call.weight, None, call.stride, call.padding, call.out_size,
+                      tp.Config(2, 16, 16, 16, True, shuffle=True))
 
 
 def test_out_argument_any_strides_and_untouched_surroundings():

@@ -60,7 +60,8 @@ def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw
                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_K: tl.constexpr, DOT: tl.constexpr, UPCAST: tl.constexpr,
                  BIAS_MODE: tl.constexpr, FLAT: tl.constexpr, EVEN_K: tl.constexpr,
-                 TF32X3: tl.constexpr):
+                 TF32X3: tl.constexpr, SHUF_H: tl.constexpr = 0, SHUF_W: tl.constexpr = 0,
+                 ALIGN: tl.constexpr = 1):
     # program → (image, tile row, tile column, slot block); slot blocks vary fastest so
     # that the programs sharing an input tile run together (L2 reuse)
     pid = tl.program_id(0)
@@ -100,16 +101,38 @@ def revd2_kernel(x_ptr, w_ptr, y_ptr, bias_ptr, slot_c_ptr, slot_fh_ptr, slot_fw
                                     sxw, BLOCK_K, BLOCK_N, DOT, UPCAST, EVEN_K, TF32X3)
     # epilogue: bias, then one store per output at its interleaved position
     sl = blk * BLOCK_N + jn
-    c = tl.load(slot_c_ptr + sl)
-    fh = tl.load(slot_fh_ptr + sl)
-    fw = tl.load(slot_fw_ptr + sl)
-    oh = fh[None, :] + SH * qh[:, None] - TOP
-    ow = fw[None, :] + SW * qw[:, None] - LEFT
-    mask = (c >= 0)[None, :] & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
     if BIAS_MODE == 1:
         acc += tl.load(sbias_ptr + sl)[None, :]
+    if SHUF_H == 0 or BIAS_MODE == 2:
+        c = tl.load(slot_c_ptr + sl)
+        fh = tl.load(slot_fh_ptr + sl)
+        fw = tl.load(slot_fw_ptr + sl)
+        oh = fh[None, :] + SH * qh[:, None] - TOP
+        ow = fw[None, :] + SW * qw[:, None] - LEFT
+        mask = (c >= 0)[None, :] & (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
     if BIAS_MODE == 2:
         at = tl.where(mask, c[None, :] * (BPH * BPW) + (oh % BPH) * BPW + ow % BPW, 0)
         acc += tl.load(bias_ptr + at, mask=mask, other=0.0)
-    out = n * syn + c[None, :] * syc + oh * syh + ow * syw
-    tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    if SHUF_H == 0:
+        out = n * syn + c[None, :] * syc + oh * syh + ow * syw
+        tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        # the block holds whole channels, each channel's SHUF_H × SHUF_W phases in order
+        # (c, fh, fw): rearranged in registers into output rows, a pixel shuffle of the tile,
+        # whose stores then run along output columns (coalesced, vectorised) instead of
+        # one phase's every SW-th column
+        CB: tl.constexpr = BLOCK_N // (SHUF_H * SHUF_W)
+        t = tl.reshape(acc.to(y_ptr.dtype.element_ty), (BLOCK_H, BLOCK_W, CB, SHUF_H, SHUF_W))
+        t = tl.reshape(tl.permute(t, (2, 0, 3, 1, 4)), (CB, BLOCK_H * SHUF_H, BLOCK_W * SHUF_W))
+        cc = tl.load(slot_c_ptr + blk * BLOCK_N + tl.arange(0, CB) * (SHUF_H * SHUF_W))
+        oh = SHUF_H * (QH_LO + tile_h * BLOCK_H) - TOP + tl.arange(0, BLOCK_H * SHUF_H)
+        ow0 = SHUF_W * (QW_LO + tile_w * BLOCK_W) - LEFT
+        cols = tl.arange(0, BLOCK_W * SHUF_W)
+        row = n * syn + cc[:, None, None] * syc + oh[None, :, None] * syh + ow0 * syw
+        if ALIGN > 1:  # the launcher checked: rows start on ALIGN elements (16 bytes), and
+            # so does every ALIGN-column group of the output width: vector stores
+            row = tl.multiple_of(row, [ALIGN, ALIGN, ALIGN])
+        ow = ow0 + (cols // ALIGN) * ALIGN  # masks constant over an aligned group
+        mask = (cc >= 0)[:, None, None] & ((oh >= 0) & (oh < OH))[None, :, None] \
+            & ((ow >= 0) & (ow < OW))[None, None, :]
+        tl.store(y_ptr + row + cols[None, None, :] * syw, t, mask=mask)

@@ -47,7 +47,8 @@ class Config:
     ``block_k`` input channels per step (K); ``dot``: ``tl.dot`` (tensor cores) or the FMA
     path; ``merged``: one launch over all tap patterns (see the module docstring); ``flat``:
     taps and channel steps as one loop (software-pipelined with ``num_stages``) instead of
-    unrolled taps.
+    unrolled taps; ``shuffle``: the tile is rearranged into output rows before it is stored
+    (:func:`shuffle_phases` says where that applies).
     """
 
     block_h: int
@@ -59,6 +60,7 @@ class Config:
     num_warps: int = 4
     num_stages: int = 2
     flat: bool = False
+    shuffle: bool = False
 
     @property
     def block_m(self) -> int:
@@ -68,8 +70,9 @@ class Config:
         kind = "dot" if self.dot else "fma"
         mode = "merged" if self.merged else "split"
         loop = " flat" if self.flat else ""
+        store = " shuffle" if self.shuffle else ""
         return (f"{kind} {self.block_h}x{self.block_w}x{self.block_n}x{self.block_k} {mode} "
-                f"w{self.num_warps} s{self.num_stages}{loop}")
+                f"w{self.num_warps} s{self.num_stages}{loop}{store}")
 
 
 @dataclass(frozen=True)
@@ -225,3 +228,24 @@ def slot_count(channels: int, kernel: IntPair, stride: IntPair, padding: Pad4,
 def mixed_taps(kernel: IntPair, stride: IntPair, padding: Pad4, out_size: IntPair) -> bool:
     """Whether phases reach different tap counts (then merged and split differ)."""
     return len(tap_groups(1, kernel, stride, padding, out_size)) > 1
+
+
+def shuffle_phases(kernel: IntPair, stride: IntPair, padding: Pad4, out_size: IntPair
+                   ) -> IntPair | None:
+    """``(sh, sw)`` when a launch's slots can be stored as whole output rows, else None.
+
+    That needs every channel's ``sh × sw`` phases (powers of two, at least two) in one launch
+    with one tap window (a sub-pixel layer's), in the order :func:`tap_groups` gives them:
+    channel, phase row, phase column. A block of ``block_n`` slots (a multiple of
+    ``sh·sw``) then holds whole channels, and the kernel rearranges its tile
+    ``(pixels, slots)`` into ``(channels, output rows, output columns)`` in registers, a
+    pixel shuffle of the tile, so that stores run along output columns.
+    """
+    (sh, sw) = stride
+    if sh * sw < 2 or sh & (sh - 1) or sw & (sw - 1):
+        return None
+    groups = tap_groups(1, kernel, stride, padding, out_size)
+    if len(groups) != 1:
+        return None
+    phases = [(fh, fw) for _, fh, fw in groups[0][1]]
+    return stride if phases == [(fh, fw) for fh in range(sh) for fw in range(sw)] else None

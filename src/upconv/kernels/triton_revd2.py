@@ -143,10 +143,19 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
     mode = tp.bias_mode(bias, stride)
     qh_lo, qh_hi = tp.phase_grid(sh, top, oh)
     qw_lo, qw_hi = tp.phase_grid(sw, left, ow)
-    # column tiles start on a multiple of block_w (≥ 16; the few columns before qw_lo are
-    # masked off): with the input row stride and width specialised on 16-divisibility, the
-    # untapped column of every tile is then a run of aligned addresses (vector loads in NCHW)
-    qw_lo -= qw_lo % config.block_w
+    shuf, align = (0, 0), 1
+    if config.shuffle:
+        shuf = tp.shuffle_phases(tuple(weight.shape[2:]), stride, padding, out_size) or (0, 0)
+        if shuf == (0, 0) or config.block_n % (shuf[0] * shuf[1]) or len(launches) != 1:
+            raise ValueError(f"{config.label()}: this call's slots cannot be stored as "
+                             "whole output rows (tp.shuffle_phases)")
+        align, qw_lo = _aligned_start(sw, left, ow, qw_lo, x.dtype.itemsize)
+    else:
+        # column tiles start on a multiple of block_w (≥ 16; the few columns before qw_lo
+        # are masked off): with the input row stride and width specialised on
+        # 16-divisibility, the untapped column of every tile is then a run of aligned
+        # addresses (vector loads in NCHW)
+        qw_lo -= qw_lo % config.block_w
     tiles_h = -(-(qh_hi - qh_lo) // config.block_h)
     tiles_w = -(-(qw_hi - qw_lo) // config.block_w)
     if mode == tp.BIAS_GATHER:
@@ -174,7 +183,7 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
                     UPCAST=config.dot and interpreting() and x.dtype == torch.bfloat16,
                     BIAS_MODE=mode, FLAT=config.flat, EVEN_K=cin % config.block_k == 0,
                     TF32X3=x.dtype == torch.float32 and not float32_as_tf32(),
-                    num_warps=config.num_warps,
+                    SHUF_H=shuf[0], SHUF_W=shuf[1], ALIGN=align, num_warps=config.num_warps,
                     num_stages=config.num_stages)
         if interpreting():  # the interpreter takes no launch options
             meta.pop("num_warps")
@@ -183,12 +192,36 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
     return out
 
 
+def _aligned_start(sw: int, left: int, ow: int, qw_lo: int, itemsize: int) -> IntPair:
+    """``(align, q0)`` for a shuffled store: the phase-grid column ``q0 <= qw_lo`` where
+    column tiles start so that each tile's first output column ``sw·q0 − left`` (and, with
+    tiles of ``block_w·sw`` columns, every tile's) is a multiple of ``align`` elements = 16
+    bytes, as is the output width; ``(1, qw_lo)`` where no such start exists."""
+    align = 16 // itemsize
+    if ow % align == 0:
+        for q0 in range(qw_lo, qw_lo - align, -1):
+            if (sw * q0 - left) % align == 0:
+                return align, q0
+    return 1, qw_lo
+
+
+def _stores_aligned(y: Tensor, align: int) -> bool:
+    """Whether every output row of ``y`` starts on ``align`` elements and its columns are
+    contiguous (what a kernel compiled with ``ALIGN = align`` assumes)."""
+    n_s, c_s, h_s, w_s = y.stride()
+    return (w_s == 1 and n_s % align == 0 and c_s % align == 0 and h_s % align == 0
+            and y.data_ptr() % 16 == 0)
+
+
 def launch_all(prepared: list[tuple[tuple, tuple, dict]], x: Tensor, y: Tensor) -> Tensor:
-    """Run prepared launches on ``x`` into ``y``."""
+    """Run prepared launches on ``x`` into ``y`` (a shuffled store prepared for aligned rows
+    runs unaligned into an ``out`` whose rows are not)."""
     fn = kernel()
     ys = y.stride()
     for grid, args, meta in prepared:
         wpack, bias_t, c, fh, fw, sbias, *ints = args
+        if meta["ALIGN"] > 1 and not _stores_aligned(y, meta["ALIGN"]):
+            meta = {**meta, "ALIGN": 1}
         fn[grid](x, wpack, y, bias_t, c, fh, fw, sbias, *ints, *ys, **meta)
     return y
 

@@ -30,7 +30,7 @@ from ..shapes import IntPair, Pad4
 from . import triton_plan as tp
 from .weight_cache import derived
 
-SCHEMA = "1"
+SCHEMA = "2"
 CACHE_FILE = "triton-revd2.json"
 TUNE_ENV = "UPCONV_TRITON_TUNE"
 #: Seconds of tuning (compiles included) a process may spend; later new shapes take the
@@ -47,7 +47,7 @@ def _pow2(v: int) -> int:
 
 
 def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
-                      mixed: bool) -> list[tp.Config]:
+                      mixed: bool, shuffle: IntPair | None = None) -> list[tp.Config]:
     """The configurations worth timing for a call, best guess first (the first is also what
     runs untuned: the interpreter, ``UPCONV_TRITON_TUNE=0``, a spent tuning budget).
 
@@ -63,7 +63,11 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     call by ~2×: its plain loads can hit L1, the pipeline's ``cp.async.cg`` cannot). An FMA
     config where few input channels would leave an MMA mostly zeros, 64-slot blocks when
     there are more than 64 slots, and, where phases reach different tap counts, the first
-    config split per tap pattern (no zero-tap products, one launch per pattern).
+    config split per tap pattern (no zero-tap products, one launch per pattern). Where the
+    slots can be stored as whole output rows (``shuffle``, the ``(sh, sw)`` of
+    :func:`~upconv.kernels.triton_plan.shuffle_phases`), the first tile and the pipelined large
+    tile once more with that store: the plain store writes each phase's every ``sw``-th
+    column, scattered 2- or 4-byte stores.
     """
     bn = min(128, max(16, _pow2(slots)))
     bk = min(64 if dtype.itemsize == 2 else 32, max(16, _pow2(cin)))
@@ -90,7 +94,13 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
         fn = min(16, _pow2(slots))
         fmas.append(tp.Config(*small, fn, max(1, min(16, _pow2(cin), 64 // fn)), False,
                               flat=True))
-    ordered = dots + fmas
+    shuffled = []
+    if shuffle is not None:
+        for config in (dots[0], *(c for c in dots[1:] if c.block_m > dots[0].block_m
+                                  and c.num_stages == 3)):
+            if config.block_n % (shuffle[0] * shuffle[1]) == 0:
+                shuffled.append(tp.Config(**{**asdict(config), "shuffle": True}))
+    ordered = dots + shuffled + fmas
     if mixed:
         ordered.append(tp.Config(**{**asdict(ordered[0]), "merged": False}))
     return ordered
@@ -228,7 +238,8 @@ def choose_config(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPai
     slots = tp.slot_count(c, (kh, kw), stride, padding, out_size)
     qw = tp.phase_grid(stride[1], padding[2], out_size[1])
     configs = candidate_configs(x.dtype, cin, slots, qw[1] - qw[0],
-                                tp.mixed_taps((kh, kw), stride, padding, out_size))
+                                tp.mixed_taps((kh, kw), stride, padding, out_size),
+                                tp.shuffle_phases((kh, kw), stride, padding, out_size))
     if interpreting() or x.device.type != "cuda" or os.environ.get(TUNE_ENV) == "0":
         return configs[0]
     key = tuning_key(x, weight, bias, stride, padding, out_size)
