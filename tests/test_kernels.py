@@ -366,6 +366,31 @@ def test_tdc_paths_train_and_see_weight_updates(name):
         assert not torch.allclose(revd2_before, run(deconv2d_revd2_compiled, x, w2, None, 2, 1))
 
 
+@pytest.mark.parametrize("name", ["tdc-torch", "tdc-torch-nhwc"])
+def test_tdc_folds_a_bias_once_for_inference_and_every_call_for_training(name, monkeypatch):
+    """The periodic bias folded into conv2d's bias is kept with the bias tensor (indexing a
+    CUDA bias by Python lists syncs with the device every call); it follows in-place updates,
+    and with autograd it is rebuilt each call so its gradient reaches the bias."""
+    from upconv.kernels import torch_paths
+
+    calls = []
+    fold = torch_paths._folded_bias
+    monkeypatch.setattr(torch_paths, "_folded_bias", lambda *a: calls.append(1) or fold(*a))
+    x, w = torch.randn(1, 2, 5, 6), torch.randn(2, 3, 4, 4)
+    b = torch.randn(3, 2, 2, requires_grad=True)
+    with torch.no_grad():
+        first = run(FAST_PATHS[name], x, w, b, 2, 1)
+        run(FAST_PATHS[name], x, w, b, 2, 1)
+        assert len(calls) == 1
+        b.add_(1)
+        torch.testing.assert_close(run(FAST_PATHS[name], x, w, b, 2, 1), first + 1, **TOL)
+        assert len(calls) == 2
+    for _ in range(2):
+        (gb,) = torch.autograd.grad(run(FAST_PATHS[name], x, w, b, 2, 1).sum(), b)
+        torch.testing.assert_close(gb, torch.full_like(b, 30.0))  # 10 × 12 outputs / 2 × 2
+    assert len(calls) == 4
+
+
 def test_transpose_tile_and_staging_of_channels_last_rows():
     """The in-register tile transpose, and staged channels_last rows equal to the NCHW rows
     (tile part and the element-wise remainder: widths and channel counts off the tile)."""
