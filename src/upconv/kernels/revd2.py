@@ -11,7 +11,7 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   slot, the taps it does not reach: no multiply by a structural zero, one input pass.
 * Work is split over ``(batch, phase-grid row)`` tasks, run on PyTorch's own OpenMP team
   (:mod:`upconv.kernels.parallel`: no second thread pool competes with PyTorch's for the
-  cores); threads take chunks of rows from an atomic counter. For each row, the
+  cores); threads take guided chunks of rows from an atomic counter. For each row, the
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
   of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
   :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
@@ -54,6 +54,10 @@ MAX_STRIP_VECTORS = 4
 #: accumulated whole, 32 beat 8 by 3-8% on 11 of the 12 paper and held-out layers (2-core
 #: development machine; fewer round trips of the accumulators through the row buffer).
 IC_BLOCK = 32
+#: Row tasks are taken in guided chunks: a ``GUIDE × threads``-th of what is left (at most an
+#: eighth of a thread's share, at least one row). Fixed chunks of an eighth left one thread
+#: up to a chunk (L5: 8 rows, ~3 ms) of work alone at the end.
+GUIDE = 2
 
 
 @numba.njit(cache=True)
@@ -354,7 +358,7 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
  B_H, B_W, B_WPACK, B_CHUNKS, B_TH, B_TW, B_NB, B_SLOTS, B_SLOT_C, B_SLOT_FH, B_SLOT_FW,
  B_NSLOTS, B_BIAS, B_C, B_BH, B_BW, B_Y, B_OH, B_OW, B_SCRATCH, B_SCRATCH_LEN, B_RING,
  B_RING_LEN, B_RING_STATE, B_STRIDE_H, B_STRIDE_W, B_TOP, B_LEFT, B_QH_LO, B_QH_HI, B_QW_LO,
- B_QW_HI, B_IC_BLOCK, BLOCK_LEN) = range(47)
+ B_QW_HI, B_IC_BLOCK, B_GUIDE, BLOCK_LEN) = range(48)
 
 
 @numba.njit(cache=True)
@@ -378,6 +382,17 @@ def _thread_buffer(blk, thread, at, length):
     """Thread ``thread``'s ``length`` floats of the per-thread buffer whose address is
     ``blk[at]``."""
     return numba.carray(f32_ptr(blk[at] + 4 * thread * blk[length]), (blk[length],))
+
+
+@numba.njit(cache=True)
+def _grab(blk):
+    """The next row tasks a thread takes: ``(first, count)`` from the shared counter, guided
+    (a ``B_GUIDE``-th of what is left, at most ``B_CHUNK``, at least one), so that the last
+    grabs are single rows and threads finish together. ``first >= tasks`` when none is left.
+    The size comes from a possibly stale read; the range is the thread's own either way."""
+    left = blk[B_TASKS] - atomic_add(blk, B_NEXT, 0)
+    size = max(1, min(blk[B_CHUNK], left // blk[B_GUIDE]))
+    return atomic_add(blk, B_NEXT, size), size
 
 
 _BODY_OPTIONS = {"cache": True, "fastmath": True, "boundscheck": False}
@@ -405,15 +420,15 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
             state = numba.carray(i64_ptr(blk[B_RING_STATE] + 16 * thread), (2,))
             state[0] = -1
             state[1] = -1
-            tasks, chunk = blk[B_TASKS], blk[B_CHUNK]
-            t0 = atomic_add(blk, B_NEXT, chunk)
+            tasks = blk[B_TASKS]
+            t0, size = _grab(blk)
             while t0 < tasks:
                 _rows_staged(x, blk[B_SN], blk[B_SC], blk[B_SH], blk[B_SW], blk[B_CIN], blk[B_H],
                              blk[B_W], wpack, slots, slot_c, slot_fh, slot_fw, bias, y, row, ring,
                              state, blk[B_STRIDE_H], blk[B_STRIDE_W], blk[B_TOP], blk[B_LEFT],
                              blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO], blk[B_QW_HI],
-                             blk[B_IC_BLOCK], t0, min(tasks, t0 + chunk), nb, nv, taps)
-                t0 = atomic_add(blk, B_NEXT, chunk)
+                             blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps)
+                t0, size = _grab(blk)
     else:
         @numba.cfunc(types.void(types.voidptr), **_BODY_OPTIONS)
         def body(data):
@@ -423,14 +438,14 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
                 return
             x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y = _unpack(blk)
             row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
-            tasks, chunk = blk[B_TASKS], blk[B_CHUNK]
-            t0 = atomic_add(blk, B_NEXT, chunk)
+            tasks = blk[B_TASKS]
+            t0, size = _grab(blk)
             while t0 < tasks:
                 _rows(x, blk[B_SN], blk[B_SC], blk[B_SH], blk[B_H], blk[B_W], wpack, slots,
                       slot_c, slot_fh, slot_fw, bias, y, row, blk[B_STRIDE_H], blk[B_STRIDE_W],
                       blk[B_TOP], blk[B_LEFT], blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO],
-                      blk[B_QW_HI], blk[B_IC_BLOCK], t0, min(tasks, t0 + chunk), nb, nv, taps)
-                t0 = atomic_add(blk, B_NEXT, chunk)
+                      blk[B_QW_HI], blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps)
+                t0, size = _grab(blk)
     return body.address
 
 
@@ -652,6 +667,7 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
     blk = np.zeros(BLOCK_LEN, np.int64)
     for field, value in (
         (B_THREADS, threads), (B_TASKS, tasks), (B_CHUNK, max(1, tasks // (8 * threads))),
+        (B_GUIDE, GUIDE * threads),
         (B_X, x.data_ptr()), (B_X_LEN, x_len), (B_SN, x.stride(0)), (B_SC, x.stride(1)),
         (B_SH, x.stride(2)), (B_SW, x.stride(3)), (B_N, n), (B_CIN, cin), (B_H, h), (B_W, w),
         (B_WPACK, g.wpack.ctypes.data), (B_CHUNKS, g.wpack.shape[0]), (B_TH, depth),
