@@ -184,9 +184,9 @@ def test_shuffled_store_writes_whole_output_rows(r, c, crop, bias, fmt):
         shuffle = tp.shuffle_phases((3 * rh, 3 * rw), call.stride, call.padding, call.out_size)
         assert shuffle == r
         bn = max(16, rh * rw)
-        for config in (tp.Config(2, 16, bn, 16, True, shuffle=True),
-                       tp.Config(4, 16, 2 * bn, 32, True, num_stages=3, flat=True,
-                                 shuffle=True)):
+        configs = [tp.Config(2, 16, bn, 16, True, shuffle=True),
+                   tp.Config(4, 16, 2 * bn, 32, True, num_stages=3, flat=True, shuffle=True)]
+        for config in configs[: 2 if dtype == torch.float16 else 1]:
             got = tr.run_config(call.x, call.weight, call.bias, call.stride, call.padding,
                                 call.out_size, config)
             assert_matches(got, oracle(xd, wd, bd, r, padding), dtype)
