@@ -68,12 +68,15 @@ def row_pitch(columns: int, nv: int) -> int:
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
-def _store_phase(buf, base, out, o_w, v_lo, v_hi, sw, bias, c, b_row, b_col, bw):
-    """``out[o_w + sw·(v − v_lo)] = buf[base + v]`` + bias for ``v_lo <= v < v_hi``: one
-    slot's outputs of one row, the bias column stepping with the output column."""
+def _store_phase(buf, base, out, o_first, v_lo, v_hi, sw, bias, c, b_row, bw):
+    """``out[o_first + sw·v] = buf[base + v]`` + bias for ``v_lo <= v < v_hi``: one slot's
+    outputs of one row (``o_first``: the output column of ``v = 0``), the bias column
+    stepping with the output column."""
     n = v_hi - v_lo
     if n <= 0:
         return
+    o_w = o_first + sw * v_lo
+    b_col = o_w % bw
     src = buf[base + v_lo : base + v_hi]
     dst = out[o_w : o_w + sw * (n - 1) + 1]
     b_step = sw % bw
@@ -165,34 +168,29 @@ def _store_row(buf, off, width, y, n, chunk_slots, slot_c, slot_fh, slot_fw, bia
             continue
         b_row = o_h % bh
         out = y[n, c, o_h]
-        # lanes where every phase's column 0 <= k + sw·(q0 + v) − left < ow, if this is a set
-        s_lo, s_hi = 0, 0
-        run = 1
+        # a set: lanes [s_lo, s_hi) where every phase's column 0 <= k + sw·(q0 + v) − left < ow
+        run, s_lo, s_hi = 1, 0, 0
         if sw <= 4 and sw % bw == 0 and _phase_set(chunk_slots, p, slot_c, slot_fh, slot_fw,
                                                      sw):
             run = sw
             s_lo = max(0, -(-left // sw) - q0)
-            s_hi = min(nvalid, (ow - sw + left) // sw - q0 + 1)
-            if s_hi > s_lo:
-                o_w = sw * (q0 + s_lo) - left
-                _store_interleaved(buf, off + p * width, width, out, o_w, s_lo, s_hi, sw,
-                                   bias[c, b_row, -left % bw], bias[c, b_row, (1 - left) % bw],
-                                   bias[c, b_row, (2 - left) % bw],
-                                   bias[c, b_row, (3 - left) % bw])
-            else:
-                s_lo, s_hi = 0, 0
+            s_hi = max(s_lo, min(nvalid, (ow - sw + left) // sw - q0 + 1))
+            _store_interleaved(buf, off + p * width, width, out, sw * (q0 + s_lo) - left, s_lo,
+                               s_hi, sw, bias[c, b_row, -left % bw],
+                               bias[c, b_row, (1 - left) % bw], bias[c, b_row, (2 - left) % bw],
+                               bias[c, b_row, (3 - left) % bw])
         for k in range(run):
             fw = slot_fw[chunk_slots[p + k]]
-            # lanes whose column 0 <= fw + sw·(q0 + v) − left < ow, less the run's
+            o_first = fw + sw * q0 - left  # output column of lane 0
+            # lanes whose column 0 <= o_first + sw·v < ow, less the set's [s_lo, s_hi)
             v_lo = max(0, -((fw - left) // sw) - q0)
             v_hi = min(nvalid, (ow - 1 + left - fw) // sw - q0 + 1)
             base = off + (p + k) * width
+            _store_phase(buf, base, out, o_first, v_lo, min(v_hi, s_lo) if s_hi > s_lo else v_hi,
+                         sw, bias, c, b_row, bw)
             if s_hi > s_lo:
-                _store_phase(buf, base, out, fw + sw * (q0 + v_lo) - left, v_lo, min(v_hi, s_lo),
-                             sw, bias, c, b_row, (fw + sw * (q0 + v_lo) - left) % bw, bw)
-                v_lo = max(v_lo, s_hi)
-            _store_phase(buf, base, out, fw + sw * (q0 + v_lo) - left, v_lo, v_hi, sw, bias, c,
-                         b_row, (fw + sw * (q0 + v_lo) - left) % bw, bw)
+                _store_phase(buf, base, out, o_first, max(v_lo, s_hi), v_hi, sw, bias, c, b_row,
+                             bw)
         p += run
 
 
