@@ -317,6 +317,68 @@ def test_column_phases_stored_together(stride, taps, crop, bias):
     torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("stride", [(2, 2), (3, 3), (4, 4), (3, 2)])
+@pytest.mark.parametrize("cin", [5, 40])  # one block of input channels, and two (IC_BLOCK 32)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_micro_kernel_stores_phase_sets_itself(stride, cin, layout, monkeypatch):
+    """Sub-pixel layers (column strides 2-4) skip the row buffer: the last block of input
+    channels interleaves each phase set in registers and stores it into the output, masking
+    the columns and skipping the rows that leave it (crops on every side), with a padded last
+    chunk, a batch of two, into a given ``out=`` (NaN-filled: every element must be written);
+    the row-buffer path gives the same."""
+    from upconv.kernels import revd2
+
+    sh, sw = stride
+    g = torch.Generator().manual_seed(sh * 10 + sw + cin)
+    x = torch.randn(2, cin, 5, 37, generator=g)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(cin, 7, 3 * sh, 3 * sw, generator=g) / cin**0.5
+    b = torch.randn(7, sh, sw, generator=g)
+    crop = (1, 1, 3, 1)  # the first row phase's first row and the last one's last row leave
+    call = check_deconv(x, w, b, stride, crop)
+    plan = plan_for(w, call.stride, call.padding, call.out_size, (5, 37))
+    assert [grp.direct for grp in plan.groups] == [sw]
+    assert (plan.groups[0].sets[-1, -1] == (-1, 0)).all()  # the last chunk ends in padding
+    want = oracle(x, w, b, stride, crop, (0, 0))
+    torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, stride, crop), want, **TOL)
+    out = torch.full_like(want, float("nan"))
+    deconv2d_revd2_compiled(call.x, call.weight, call.bias, call.stride, call.padding,
+                            call.output_padding, call.out_size, out=out)
+    torch.testing.assert_close(out, want, **TOL)
+    if layout == "nchw":  # (one layout: each path is a compiled variant of its own)
+        monkeypatch.setattr(revd2, "_direct_bias", lambda grp, *a: (0, revd2.np.zeros(
+            grp.slots.shape, revd2.np.float32)))
+        torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, stride, crop), want,
+                                   **TOL)
+
+
+def test_direct_stores_only_where_each_slot_has_one_bias_and_sets_are_whole():
+    """The row buffer stays for what direct stores cannot do: a bias whose period does not
+    divide the stride (it steps along a phase's row), column strides outside 2-4, chunks
+    whose positions do not form whole phase sets."""
+    import numpy as np
+
+    from upconv.kernels import revd2
+
+    w = torch.randn(4, 3, 6, 6)
+    call = check_deconv(torch.randn(1, 4, 5, 9), w, None, 2, 2)
+    plan = plan_for(w, call.stride, call.padding, call.out_size, (5, 9))
+    grp = plan.groups[0]
+    assert grp.direct == 2
+    ok = np.zeros((3, 1, 1), np.float32)
+    assert revd2._direct_bias(grp, plan, ok, (2, 2), (2, 2, 2, 2))[0] == 2
+    steps = np.zeros((3, 2, 3), np.float32)
+    assert revd2._direct_bias(grp, plan, steps, (2, 2), (2, 2, 2, 2))[0] == 0
+    c, fh, fw = (np.array(v) for v in ([0, 0, 1, 1], [0, 0, 0, 0], [0, 1, 0, 1]))
+    assert revd2.direct_sets(np.array([[0, 1, 2, 3]]), c, fh, fw, 2, 10).tolist() == [
+        [[0, 0], [10, 0]]]
+    assert revd2.direct_sets(np.array([[0, 1, 2, -1]]), c, fh, fw, 2, 10) is None  # half a set
+    assert revd2.direct_sets(np.array([[1, 0, 2, 3]]), c, fh, fw, 2, 10) is None  # out of order
+    assert revd2.direct_sets(np.array([[0, 1, 2, 3]]), c, fh, fw, 1, 10) is None
+    assert revd2.direct_sets(np.array([[0, 1, 2, 3]]), c, fh, fw, 5, 10) is None
+
+
 @pytest.mark.parametrize("stride,kernel", [(3, 5), (4, 6), (3, 2)])
 def test_no_slot_multiplies_a_tap_it_does_not_reach(stride, kernel):
     """An infinite input must reach exactly the outputs its real taps reach: a product with a
@@ -434,3 +496,19 @@ def test_channels_last_with_phases_no_tap_reaches():
     w, b = torch.randn(2, 1, 1, 1), torch.randn(1)
     want = oracle(x, w, b, (5, 5), (0, 0, 0, 0), (0, 0))
     torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, 5, 0), want, **TOL)
+
+
+def test_numba_cache_follows_the_micro_kernel_sources():
+    """numba hashes only ``revd2.py`` to validate its cached machine code; the digest it holds
+    of ``_simd.py`` and ``parallel.py`` (whose generated code it inlines) must be current, or a
+    changed micro-kernel would silently keep running from the old cache."""
+    import hashlib
+    from pathlib import Path
+
+    from upconv.kernels import revd2
+
+    here = Path(revd2.__file__).parent
+    digest = hashlib.sha256((here / "_simd.py").read_bytes()
+                            + (here / "parallel.py").read_bytes()).hexdigest()
+    assert digest == revd2.KERNEL_SOURCES_SHA256, (
+        f"set upconv.kernels.revd2.KERNEL_SOURCES_SHA256 = {digest!r}")

@@ -90,7 +90,8 @@ def decode_taps(code: str) -> list[tuple[int, int]]:
 
 @intrinsic
 def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n,
-              tw_n, nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps):
+              tw_n, nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps,
+              direct, final, y, y_at, ocol0, oh_base, oh, ow, sets, sets_at, pbias, pbias_at):
     """One strip of ``nb`` phase outputs × ``nv·LANES`` columns, summed over ``cin`` channels.
 
     For ``p < nb`` and lane ``v < nvalid`` (input lanes past ``nvalid`` are never read):
@@ -109,6 +110,18 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     ``p`` then sums only ``th < Th_p``, ``tw < Tw_p`` (phases of a merged group reach fewer taps
     than the group's ``th_n × tw_n``), with the tap loops unrolled so that each input vector
     is loaded once and meets exactly the slots it reaches: no multiply by a zero weight.
+
+    ``direct`` (literal ``d``: 0, or a column stride of 2 to 4): when ``final`` is true (the
+    last block of input channels), the sums go straight to the output instead of ``buf``.
+    Slots ``d·k … d·k + d − 1`` of the strip are then the ``d`` column phases of one output row
+    (:func:`direct_sets`): their vectors are interleaved in registers (element ``e`` of the
+    row's run is slot ``e % d``'s lane ``e // d``), ``pbias`` added (one value per slot, from
+    ``pbias_at``), and stored to ``y.flat[y_at + c_off + o_h·ow + ocol0 + e]`` with
+    ``(c_off, fh) = sets[sets_at + 2k : … + 2]``, ``o_h = fh + oh_base``; a set with
+    ``c_off < 0`` or ``o_h`` outside ``[0, oh)`` is skipped, and elements whose column
+    ``ocol0 + e`` leaves ``[0, min(ow, ocol0 + d·nvalid))`` are masked off. The stores of a
+    strip then overlap the next strip's arithmetic, where a separate pass over ``buf`` waited
+    for them.
     """
     if not all(isinstance(v, types.IntegerLiteral) for v in (nb, nv)):
         return None
@@ -116,7 +129,12 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
         return None
     if not isinstance(taps, types.StringLiteral):
         return None
+    if not isinstance(direct, types.IntegerLiteral):
+        return None
     n_b, n_v, edge = nb.literal_value, nv.literal_value, bounded.literal_value
+    n_d = direct.literal_value
+    if n_d and (n_d < 2 or n_b % n_d):
+        raise ValueError(f"direct = {n_d} needs 2 <= direct and nb = {n_b} a multiple of it")
     slot_taps = decode_taps(taps.literal_value)
     if slot_taps and len(slot_taps) != n_b:
         raise ValueError(f"taps names {len(slot_taps)} slots for nb = {n_b}")
@@ -125,7 +143,8 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     def codegen(context, builder, sig, args):
         (x_a, x_off_v, sx_ic_v, sx_row_v, cin_v, w_a, w_off_v, th_lo_v, th_hi_v,
          th_n_v, tw_n_v, nvalid_v, buf_a, buf_off_v, pitch_v, accumulate_v, col0_v, w_in_v, _, _,
-         _, _) = args
+         _, _, _, final_v, y_a, y_at_v, ocol0_v, oh_base_v, oh_v, ow_v, sets_a, sets_at_v,
+         pbias_a, pbias_at_v) = args
         xdata = context.make_array(sig.args[0])(context, builder, x_a).data
         wdata = context.make_array(sig.args[5])(context, builder, w_a).data
         bdata = context.make_array(sig.args[12])(context, builder, buf_a).data
@@ -210,17 +229,92 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
                                      if th_k < a and tw_k < b]
                             if users:
                                 tap(x_row, w_row, ir.Constant(_I64, tw_k), users)
-        for p in range(n_b):
-            for j in range(n_v):
-                at = builder.add(builder.add(buf_off_v, builder.mul(pitch_v, ir.Constant(_I64, p))),
-                                 ir.Constant(_I64, j * LANES))
-                builder.store(builder.load(accs[p * n_v + j]),
-                              builder.bitcast(builder.gep(bdata, [at]), vec.as_pointer()), align=4)
+        def to_buffer() -> None:
+            for p in range(n_b):
+                for j in range(n_v):
+                    at = builder.add(builder.add(buf_off_v, builder.mul(
+                        pitch_v, ir.Constant(_I64, p))), ir.Constant(_I64, j * LANES))
+                    builder.store(builder.load(accs[p * n_v + j]), builder.bitcast(
+                        builder.gep(bdata, [at]), vec.as_pointer()), align=4)
+
+        def to_output() -> None:
+            ydata = context.make_array(sig.args[24])(context, builder, y_a).data
+            sdata = context.make_array(sig.args[30])(context, builder, sets_a).data
+            pdata = context.make_array(sig.args[32])(context, builder, pbias_a).data
+            # element e of a set's run is valid when 0 <= ocol0 + e < min(ow, ocol0 + d·nvalid)
+            bound = builder.add(ocol0_v, builder.mul(nvalid_v, ir.Constant(_I64, n_d)))
+            bound = builder.select(builder.icmp_signed("<", ow_v, bound), ow_v, bound)
+            bound = builder.select(builder.icmp_signed("<", bound, ir.Constant(_I64, 0)),
+                                   ir.Constant(_I64, 0), bound)
+            shift = _splat(builder, builder.trunc(ocol0_v, _I32), cvec)
+            limit_c = _splat(builder, builder.trunc(bound, _I32), cvec)
+            for k in range(n_b // n_d):
+                at = builder.add(sets_at_v, ir.Constant(_I64, 2 * k))
+                c_off = builder.load(builder.gep(sdata, [at]))
+                o_h = builder.add(oh_base_v, builder.load(builder.gep(
+                    sdata, [builder.add(at, ir.Constant(_I64, 1))])))
+                ok = builder.and_(builder.icmp_signed(">=", c_off, ir.Constant(_I64, 0)),
+                                  builder.icmp_unsigned("<", o_h, oh_v))
+                with builder.if_then(ok):
+                    row = builder.add(builder.add(y_at_v, c_off),
+                                      builder.add(builder.mul(o_h, ow_v), ocol0_v))
+                    biases = [_splat(builder, builder.load(builder.gep(pdata, [builder.add(
+                        pbias_at_v, ir.Constant(_I64, k * n_d + i))])), vec) for i in range(n_d)]
+                    for j in range(n_v):
+                        srcs = [builder.fadd(builder.load(accs[(k * n_d + i) * n_v + j]),
+                                             biases[i]) for i in range(n_d)]
+                        wide = _concat(builder, srcs)
+                        for m in range(n_d):
+                            e0 = (j * n_d + m) * LANES
+                            pick = [(e % n_d) * LANES + e // n_d
+                                    for e in range(m * LANES, (m + 1) * LANES)]
+                            out = builder.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined),
+                                                         ir.Constant(cvec, pick))
+                            lanes_e = ir.Constant(cvec, list(range(e0, e0 + LANES)))
+                            mask = builder.icmp_unsigned("<", builder.add(lanes_e, shift), limit_c)
+                            ptr = builder.gep(ydata, [builder.add(row, ir.Constant(_I64, e0))])
+                            _masked_store(builder, out, ptr, mask)
+
+        if n_d:
+            is_final = builder.icmp_signed("!=", context.cast(
+                builder, final_v, sig.args[23], types.int64), ir.Constant(_I64, 0))
+            with builder.if_else(is_final) as (then, otherwise):
+                with then:
+                    to_output()
+                with otherwise:
+                    to_buffer()
+        else:
+            to_buffer()
         return context.get_dummy_value()
 
     sig = types.void(x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, th_n, tw_n,
-                     nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps)
+                     nvalid, buf, buf_off, pitch, accumulate, col0, w_in, nb, nv, bounded, taps,
+                     direct, final, y, y_at, ocol0, oh_base, oh, ow, sets, sets_at, pbias,
+                     pbias_at)
     return sig, codegen
+
+
+def _concat(builder: ir.IRBuilder, parts: list[ir.Value]) -> ir.Value:
+    """One vector of ``parts`` (equal-length vectors) side by side, padded with undefined
+    lanes to a power-of-two count of parts."""
+    while len(parts) > 1:
+        if len(parts) % 2:
+            parts = [*parts, ir.Constant(parts[0].type, ir.Undefined)]
+        n = parts[0].type.count
+        idx = ir.Constant(ir.VectorType(_I32, 2 * n), list(range(2 * n)))
+        parts = [builder.shuffle_vector(parts[i], parts[i + 1], idx)
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _masked_store(builder: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+    """``llvm.masked.store``: lanes off in ``mask`` are neither written nor faulted."""
+    vec = value.type
+    vptr = builder.bitcast(ptr, vec.as_pointer())
+    fnty = ir.FunctionType(ir.VoidType(), [vec, vec.as_pointer(), _I32, mask.type])
+    name = f"llvm.masked.store.v{vec.count}f32.p0"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    builder.call(fn, [value, vptr, ir.Constant(_I32, 4), mask])
 
 
 def butterfly_masks(n: int) -> list[tuple[int, list[int], list[int]]]:

@@ -20,21 +20,25 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   copy); the interior runs as full strips without those masks.
 * channels_last inputs (strided columns) are staged a few rows at a time into a per-thread
   ring in NCHW order (:func:`_stage_rows`), so the micro-kernel always reads whole vectors.
-* Each finished row (``nb`` slots × all columns) is written once to its interleaved output
-  positions, with the periodic or per-channel bias added on the way. Chunks hold slots
-  channel by channel, each channel's phases in output order, so a channel's column phases
-  sit side by side and are written together as contiguous output runs
-  (:func:`_store_interleaved`): on the 2-core development machine, EDSR's ×2 upsampler
-  (L5) went from 0.90× to 1.12× oneDNN's conv + shuffle with this order and store, against
-  phase-major chunks whose two halves of an output cache line were written far apart, one
-  strided scalar store at a time. The kernel makes no heap allocation, and nothing the size
-  of a feature map exists besides the output.
+* Chunks hold slots channel by channel, each channel's phases in output order, so a
+  channel's column phases sit side by side. Where they form whole phase sets (column stride
+  2 to 4, :func:`direct_sets`: every sub-pixel layer with those scales), the micro-kernel
+  itself interleaves a set's vectors in registers, adds the bias and stores whole output runs
+  at the end of the last block of input channels, so the stores of one strip overlap the
+  arithmetic of the next. Before, every finished row went through the row buffer and a
+  separate store pass, which stalled on the output's cache misses: on the 2-core development
+  machine (same process, interleaved), direct stores made EDSR's ×2 upsampler (L5) 1.26×
+  faster and the other paper layers 1.04-1.14×. Other layouts still write each finished row
+  once to its interleaved output positions (:func:`_store_row`, contiguous runs where it
+  can: :func:`_store_interleaved`), with the periodic or per-channel bias added on the way.
+  The kernel makes no heap allocation, and nothing the size of a feature map exists besides
+  the output.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -47,6 +51,12 @@ from . import parallel
 from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma, transpose_tile
 from .parallel import atomic_add, block_from, f32_ptr, i64_ptr
 from .weight_cache import derived
+
+#: numba's on-disk cache keys this module's compiled functions on a hash of this file alone,
+#: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
+#: keep running an old micro-kernel after those change. This digest of the two files (the
+#: tests check it) makes every change there a change here, and so a fresh compilation.
+KERNEL_SOURCES_SHA256 = "4c4bc12909459844b263d47125325a313fdcc4460395b94fc37f73a58ac1a939"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
@@ -255,7 +265,8 @@ def _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, depth, ring, stat
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, th_hi, qw_lo,
-               qw_hi, row, pitch, nb, nv, taps):
+               qw_hi, row, pitch, nb, nv, taps, direct, y, y_at, sw, left, oh_base, oh, ow, sets,
+               pbias):
     """One phase-grid row of one chunk of slots into ``row`` (``nb`` slots × columns
     ``[qw_lo, qw_hi)``, slot stride ``pitch``), summed over all input channels.
 
@@ -265,11 +276,19 @@ def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, t
     full strips leave at the right end, masking per tap the lanes whose input column
     ``q − tw`` leaves ``[0, w_in)`` (zero padding without a copy). One call site each keeps
     the compiled variant small. ``nb``, ``nv`` and ``taps`` are literals.
+
+    With ``direct`` (a literal: the column stride, or 0), the last channel block writes the
+    sums straight into ``y`` (the output's memory, 1-D; ``y_at`` the offset of this image) with
+    ``pbias`` added, phase sets ``sets (chunks, nb / direct, 2)`` as in
+    :func:`~upconv.kernels._simd.strip_fma`, and ``row`` holds only partial sums.
     """
     literally(nb)
     literally(nv)
     literally(taps)
+    literally(direct)
     _, cin, th_n, tw_n, _ = wpack.shape
+    sets_at = chunk * sets.shape[1] * 2
+    pbias_at = chunk * nb
     width = nv * LANES
     left_end = qw_lo if qw_lo >= tw_n - 1 else min(qw_hi, qw_lo + -(-(tw_n - 1 - qw_lo)
                                                                      // LANES) * LANES)
@@ -283,49 +302,61 @@ def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, t
         w_off = (chunk * cin + ic0) * th_n * tw_n * nb
         at = x_row + ic0 * sx_ic
         carry = ic0 > 0
+        final = ic0 + ic_n >= cin
         for q0 in range(left_end, full_end, width):
             strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi, th_n, tw_n,
-                      width, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, nv, False, taps)
+                      width, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, nv, False, taps,
+                      direct, final, y, y_at, sw * q0 - left, oh_base, oh, ow, sets, sets_at,
+                      pbias, pbias_at)
         for k in range(n_narrow):
             q0 = qw_lo + k * LANES if k < n_left else full_end + (k - n_left) * LANES
             nvalid = min(LANES, (left_end if k < n_left else qw_hi) - q0)
             strip_fma(src, at + q0, sx_ic, sx_row, ic_n, wpack, w_off, th_lo, th_hi, th_n, tw_n,
-                      nvalid, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, 1, True, taps)
+                      nvalid, row, q0 - qw_lo, pitch, carry, q0, w_in, nb, 1, True, taps,
+                      direct, final, y, y_at, sw * q0 - left, oh_base, oh, ow, sets, sets_at,
+                      pbias, pbias_at)
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _rows(x, s_n, s_c, s_h, h_in, w_in, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, row, sh,
-          sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, task_lo, task_hi, nb, nv, taps):
+          sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi, ic_block, task_lo, task_hi, nb, nv, taps,
+          direct, sets, pbias):
     """Row tasks ``[task_lo, task_hi)`` (task = ``n·rows + qh − qh_lo``) of one phase group,
     reading the input in place: ``x`` its memory, element ``(n, ic, i, col)`` at
     ``n·s_n + ic·s_c + i·s_h + col`` (unit column stride); ``y`` C-contiguous.
 
     ``wpack (chunks, Cin, Th, Tw, nb)``; ``slots (chunks, nb)`` global slot ids (-1: padding);
     ``bias (C, bh, bw)``; ``row`` this thread's phase-row accumulator (``≥ nb·row_pitch``),
-    written once per row and slot into the output. ``nb``, ``nv`` and ``taps``
-    (:func:`upconv.kernels._simd.encode_taps`) are literals.
+    written once per row and slot into the output. ``nb``, ``nv``, ``taps``
+    (:func:`upconv.kernels._simd.encode_taps`) and ``direct`` are literals; with ``direct``, the
+    micro-kernel stores the output itself (:func:`_chunk_row`) and ``row`` holds partial sums.
     """
     literally(nb)
     literally(nv)
     literally(taps)
+    literally(direct)
     th_n = wpack.shape[2]
     rows = qh_hi - qh_lo
     pitch = row_pitch(qw_hi - qw_lo, nv)  # floats per slot in the row buffer
+    _, c, oh, ow = y.shape
+    flat = y.reshape(y.size)
     for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
         for chunk in range(slots.shape[0]):
             _chunk_row(x, n * s_n + qh * s_h, s_c, s_h, w_in, wpack, chunk, ic_block,
                        max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi, row, pitch, nb,
-                       nv, taps)
-            _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
-                       qw_lo, qw_hi - qw_lo, sh, sw, top, left)
+                       nv, taps, direct, flat, n * c * oh * ow, sw, left, sh * qh - top, oh, ow,
+                       sets, pbias)
+            if not direct:
+                _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias,
+                           qh, qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, slot_fh, slot_fw,
                  bias, y, row, ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi,
-                 ic_block, task_lo, task_hi, nb, nv, taps):
+                 ic_block, task_lo, task_hi, nb, nv, taps, direct, sets, pbias):
     """:func:`_rows` for inputs whose columns are strided (channels_last): the thread first
     copies the rows a task reads into its ``ring (2·Th·Cin·staged_pitch(W))``
     (:func:`_stage_rows`; ``ring_state (2,)`` starts at -1). A separate entry point, so that
@@ -333,10 +364,13 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
     literally(nb)
     literally(nv)
     literally(taps)
+    literally(direct)
     th_n = wpack.shape[2]
     rows = qh_hi - qh_lo
     pitch = row_pitch(qw_hi - qw_lo, nv)
     line = staged_pitch(w_in)  # floats per channel line of a staged row
+    _, c, oh, ow = y.shape
+    flat = y.reshape(y.size)
     for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
@@ -345,9 +379,11 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
             staged = (qh % th_n + th_n) * cin * line if th_n else 0  # (th_n = 0 reads nothing)
             _chunk_row(ring, staged, line, cin * line, w_in, wpack,
                        chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi,
-                       row, pitch, nb, nv, taps)
-            _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias, qh,
-                       qw_lo, qw_hi - qw_lo, sh, sw, top, left)
+                       row, pitch, nb, nv, taps, direct, flat, n * c * oh * ow, sw, left,
+                       sh * qh - top, oh, ow, sets, pbias)
+            if not direct:
+                _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias,
+                           qh, qw_lo, qw_hi - qw_lo, sh, sw, top, left)
 
 
 # --- the parallel launch: one int64 block describes a group's work to every thread --------
@@ -356,13 +392,13 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
  B_H, B_W, B_WPACK, B_CHUNKS, B_TH, B_TW, B_NB, B_SLOTS, B_SLOT_C, B_SLOT_FH, B_SLOT_FW,
  B_NSLOTS, B_BIAS, B_C, B_BH, B_BW, B_Y, B_OH, B_OW, B_SCRATCH, B_SCRATCH_LEN, B_RING,
  B_RING_LEN, B_RING_STATE, B_STRIDE_H, B_STRIDE_W, B_TOP, B_LEFT, B_QH_LO, B_QH_HI, B_QW_LO,
- B_QW_HI, B_IC_BLOCK, B_GUIDE, BLOCK_LEN) = range(48)
+ B_QW_HI, B_IC_BLOCK, B_GUIDE, B_SETS, B_NSETS, B_PBIAS, BLOCK_LEN) = range(51)
 
 
 @numba.njit(cache=True)
 def _unpack(blk):
     """The arrays a block points to: ``x`` (1-D, the input's memory), ``wpack``, ``slots``,
-    ``slot_c``, ``slot_fh``, ``slot_fw``, ``bias``, ``y``."""
+    ``slot_c``, ``slot_fh``, ``slot_fw``, ``bias``, ``y``, ``sets``, ``pbias``."""
     x = numba.carray(f32_ptr(blk[B_X]), (blk[B_X_LEN],))
     wpack = numba.carray(f32_ptr(blk[B_WPACK]), (blk[B_CHUNKS], blk[B_CIN], blk[B_TH],
                                                  blk[B_TW], blk[B_NB]))
@@ -372,7 +408,9 @@ def _unpack(blk):
     slot_fw = numba.carray(i64_ptr(blk[B_SLOT_FW]), (blk[B_NSLOTS],))
     bias = numba.carray(f32_ptr(blk[B_BIAS]), (blk[B_C], blk[B_BH], blk[B_BW]))
     y = numba.carray(f32_ptr(blk[B_Y]), (blk[B_N], blk[B_C], blk[B_OH], blk[B_OW]))
-    return x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y
+    sets = numba.carray(i64_ptr(blk[B_SETS]), (blk[B_CHUNKS], blk[B_NSETS], 2))
+    pbias = numba.carray(f32_ptr(blk[B_PBIAS]), (blk[B_CHUNKS], blk[B_NB]))
+    return x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sets, pbias
 
 
 @numba.njit(cache=True)
@@ -397,7 +435,7 @@ _BODY_OPTIONS = {"cache": True, "fastmath": True, "boundscheck": False}
 
 
 @functools.cache
-def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
+def _body(nb: int, nv: int, taps: str, staged: bool, direct: int) -> int:
     """Address of the compiled parallel body ``void body(int64 *block)`` of one kernel variant.
 
     Every thread of the team calls it with the same block: it takes a thread index and then
@@ -412,7 +450,7 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
             thread = atomic_add(blk, B_THREAD, 1)
             if thread >= blk[B_THREADS]:
                 return
-            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y = _unpack(blk)
+            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sets, pbias = _unpack(blk)
             row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
             ring = _thread_buffer(blk, thread, B_RING, B_RING_LEN)
             state = numba.carray(i64_ptr(blk[B_RING_STATE] + 16 * thread), (2,))
@@ -425,7 +463,8 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
                              blk[B_W], wpack, slots, slot_c, slot_fh, slot_fw, bias, y, row, ring,
                              state, blk[B_STRIDE_H], blk[B_STRIDE_W], blk[B_TOP], blk[B_LEFT],
                              blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO], blk[B_QW_HI],
-                             blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps)
+                             blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps, direct,
+                             sets, pbias)
                 t0, size = _grab(blk)
     else:
         @numba.cfunc(types.void(types.voidptr), **_BODY_OPTIONS)
@@ -434,7 +473,7 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
             thread = atomic_add(blk, B_THREAD, 1)
             if thread >= blk[B_THREADS]:
                 return
-            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y = _unpack(blk)
+            x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sets, pbias = _unpack(blk)
             row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
             tasks = blk[B_TASKS]
             t0, size = _grab(blk)
@@ -442,7 +481,8 @@ def _body(nb: int, nv: int, taps: str, staged: bool) -> int:
                 _rows(x, blk[B_SN], blk[B_SC], blk[B_SH], blk[B_H], blk[B_W], wpack, slots,
                       slot_c, slot_fh, slot_fw, bias, y, row, blk[B_STRIDE_H], blk[B_STRIDE_W],
                       blk[B_TOP], blk[B_LEFT], blk[B_QH_LO], blk[B_QH_HI], blk[B_QW_LO],
-                      blk[B_QW_HI], blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps)
+                      blk[B_QW_HI], blk[B_IC_BLOCK], t0, min(tasks, t0 + size), nb, nv, taps,
+                      direct, sets, pbias)
                 t0, size = _grab(blk)
     return body.address
 
@@ -454,7 +494,9 @@ class PhaseGroup:
     ``wpack (chunks, Cin, Th, Tw, nb)`` float32; ``slots (chunks, nb)`` int64 slot ids
     (-1 pads the last chunk); ``taps`` the :func:`~upconv.kernels._simd.encode_taps` code of
     each chunk position's tap counts (the same in every chunk; zero weights beyond them are
-    never read); ``qh``/``qw`` the phase-grid ranges ``[lo, hi)`` to visit.
+    never read); ``qh``/``qw`` the phase-grid ranges ``[lo, hi)`` to visit; ``direct`` the
+    column stride when the micro-kernel can store the output itself (:func:`direct_sets`),
+    else 0, and ``sets`` its phase sets.
     """
 
     wpack: np.ndarray
@@ -464,6 +506,8 @@ class PhaseGroup:
     qw: IntPair
     nb: int
     nv: int
+    direct: int = 0
+    sets: np.ndarray = field(default_factory=lambda: np.zeros((1, 0, 2), np.int64))
 
 
 @dataclass(frozen=True)
@@ -528,6 +572,38 @@ def _chunk_layout(channels: int, phases: int) -> list[tuple[int, int]]:
     return [(-(-channels // chunks), phases)]
 
 
+#: Column strides whose phase sets the micro-kernel interleaves and stores itself.
+DIRECT_STRIDES = (2, 3, 4)
+
+
+def direct_sets(slots: np.ndarray, slot_c: np.ndarray, slot_fh: np.ndarray, slot_fw: np.ndarray,
+                sw: int, plane: int) -> np.ndarray | None:
+    """``(chunks, nb / sw, 2)`` int64 ``(c·plane, fh)`` per phase set, or None.
+
+    A phase set is ``sw`` consecutive chunk positions holding one channel's phase row
+    ``(c, fh)`` with column phases ``0 … sw − 1`` in order: together they make whole runs of
+    output rows, which the micro-kernel interleaves in registers and stores
+    (:func:`~upconv.kernels._simd.strip_fma`). A set of padding positions is ``(-1, 0)``.
+    None when ``sw`` is not in :data:`DIRECT_STRIDES`, ``nb`` is not a multiple of it, or
+    any position block is not a set.
+    """
+    chunks, nb = slots.shape
+    if sw not in DIRECT_STRIDES or nb % sw:
+        return None
+    sets = np.zeros((chunks, nb // sw, 2), np.int64)
+    for k in range(chunks):
+        for j in range(nb // sw):
+            ids = slots[k, j * sw : (j + 1) * sw]
+            if (ids < 0).all():
+                sets[k, j] = (-1, 0)
+                continue
+            if ((ids < 0).any() or len(set(slot_c[ids])) > 1 or len(set(slot_fh[ids])) > 1
+                    or list(slot_fw[ids]) != list(range(sw))):
+                return None
+            sets[k, j] = (slot_c[ids[0]] * plane, slot_fh[ids[0]])
+    return sets
+
+
 def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
               in_size: IntPair) -> Plan:
     """Group phases, pack weights per group. ``weight (Cin, C, Kh, Kw)`` float32.
@@ -586,8 +662,10 @@ def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
                 k_h = slot_fh[g] + sh * np.arange(t_h)
                 k_w = slot_fw[g] + sw * np.arange(t_w)
                 wpack[k, :, :t_h, :t_w, pos] = w_np[:, slot_c[g]][:, k_h][:, :, k_w]
+        sets = direct_sets(slots, slot_c, slot_fh, slot_fw, sw, out_size[0] * out_size[1])
         groups.append(PhaseGroup(wpack, slots, encode_taps(pos_taps), qh, qw, nb,
-                                 _strip_vectors(nb, interior)))
+                                 _strip_vectors(nb, interior), 0 if sets is None else sw,
+                                 np.zeros((1, 0, 2), np.int64) if sets is None else sets))
     return Plan(tuple(groups), slot_c, slot_fh, slot_fw)
 
 
@@ -660,10 +738,11 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
     ring_len = 2 * depth * cin * staged_pitch(w) if staged else 0
     ring = _aligned_empty((threads, ring_len))
     ring_state = np.empty((threads, 2), np.int64)
+    direct, pbias = _direct_bias(g, plan, b, stride, padding)
     x_len = 1 + sum((size - 1) * step for size, step in zip(x.shape, x.stride(), strict=True))
     (sh, sw), (top, _, left, _) = stride, padding
     blk = np.zeros(BLOCK_LEN, np.int64)
-    for field, value in (
+    for slot, value in (
         (B_THREADS, threads), (B_TASKS, tasks), (B_CHUNK, max(1, tasks // (8 * threads))),
         (B_GUIDE, GUIDE * threads),
         (B_X, x.data_ptr()), (B_X_LEN, x_len), (B_SN, x.stride(0)), (B_SC, x.stride(1)),
@@ -679,6 +758,21 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
         (B_RING_STATE, ring_state.ctypes.data), (B_STRIDE_H, sh), (B_STRIDE_W, sw),
         (B_TOP, top), (B_LEFT, left), (B_QH_LO, g.qh[0]), (B_QH_HI, g.qh[1]),
         (B_QW_LO, qw_lo), (B_QW_HI, qw_hi), (B_IC_BLOCK, IC_BLOCK),
+        (B_SETS, g.sets.ctypes.data), (B_NSETS, g.sets.shape[1]), (B_PBIAS, pbias.ctypes.data),
     ):
-        blk[field] = value
-    parallel.run(_body(g.nb, g.nv, g.taps, staged), blk.ctypes.data, threads)
+        blk[slot] = value
+    parallel.run(_body(g.nb, g.nv, g.taps, staged, direct), blk.ctypes.data, threads)
+
+
+def _direct_bias(g: PhaseGroup, plan: Plan, b: np.ndarray, stride: IntPair, padding: Pad4
+                 ) -> tuple[int, np.ndarray]:
+    """``(direct, pbias (chunks, nb))``: whether the micro-kernel stores group ``g``'s output
+    itself (its column stride, or 0), and each chunk position's bias. Direct stores need one
+    bias value per slot: a periodic bias ``(C, bh, bw)`` whose period divides the stride."""
+    (sh, sw), (top, _, left, _) = stride, padding
+    _, bh, bw = b.shape
+    if not g.direct or sh % bh or sw % bw:
+        return 0, np.zeros(g.slots.shape, np.float32)
+    ids = np.maximum(g.slots, 0)
+    values = b[plan.slot_c[ids], (plan.slot_fh[ids] - top) % bh, (plan.slot_fw[ids] - left) % bw]
+    return g.direct, np.ascontiguousarray(np.where(g.slots >= 0, values, 0), np.float32)
