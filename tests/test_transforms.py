@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import upsampling_problems
 
@@ -70,6 +70,9 @@ def test_resize_conv_equals_convolved_deconv(algorithm, p):
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
+# 25 examples, not the profile's 40: in float32 ``deconv2d`` runs the compiled kernel, and each
+# random geometry tends to compile a kernel variant of its own (most of make test's minutes)
+@settings(max_examples=25)
 @given(p=upsampling_problems())
 def test_float32_within_relative_tolerance(p):
     rh, rw = p["scale"]
