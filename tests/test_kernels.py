@@ -512,3 +512,54 @@ def test_numba_cache_follows_the_micro_kernel_sources():
                             + (here / "parallel.py").read_bytes()).hexdigest()
     assert digest == revd2.KERNEL_SOURCES_SHA256, (
         f"set upconv.kernels.revd2.KERNEL_SOURCES_SHA256 = {digest!r}")
+
+
+_NARROW_CHECK = """
+import torch
+import torch.nn.functional as F
+from upconv.kernels import _simd, deconv2d_revd2_compiled
+from upconv.functional import check_deconv
+from upconv.kernels.revd2 import plan_for
+from upconv.algorithms._common import add_bias
+assert _simd.LANES == 8 and _simd.MAX_ACCUMULATORS == 12
+g = torch.Generator().manual_seed(3)
+x = torch.randn(2, 40, 5, 29, generator=g).contiguous(memory_format=torch.channels_last)
+w = torch.randn(40, 7, 9, 6, generator=g) / 40**0.5
+b = torch.randn(7, 3, 2, generator=g)
+call = check_deconv(x, w, b, (3, 2), (1, 1, 3, 1))
+assert [grp.direct for grp in plan_for(w, call.stride, call.padding, call.out_size,
+                                       (5, 29)).groups] == [2]
+y = deconv2d_revd2_compiled(call.x, call.weight, call.bias, call.stride, call.padding,
+                            call.output_padding, call.out_size)
+full = F.conv_transpose2d(x, w, None, (3, 2))
+want = add_bias(full[..., 1:full.shape[-2] - 1, 3:full.shape[-1] - 1], b)
+torch.testing.assert_close(y, want, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+def test_eight_lane_kernels(tmp_path):
+    """AVX2 machines (most laptops) run 8-lane kernels with 12 accumulators; this machine and
+    CI have AVX-512. ``UPCONV_SIMD_LANES=8`` (with a numba cache of its own) compiles the
+    narrow variant here: channels_last staging, two channel blocks, direct stores of a
+    (3, 2)-strided layer with crops, against ``conv_transpose2d``."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, UPCONV_SIMD_LANES="8", NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", _NARROW_CHECK], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_lane_override_needs_its_own_numba_cache():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["UPCONV_SIMD_LANES"] = "8"
+    done = subprocess.run([sys.executable, "-c", "import upconv.kernels._simd"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "NUMBA_CACHE_DIR" in done.stderr

@@ -11,14 +11,32 @@ literals, so each ``(nb, nv)`` pair is its own specialised kernel.
 
 from __future__ import annotations
 
+import os
+
 import llvmlite.binding as llvm_binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+
+def _lanes() -> int:
+    """16 with AVX-512, 8 otherwise; ``UPCONV_SIMD_LANES=8`` forces the narrow kernels (to test
+    the AVX2 code on an AVX-512 machine). numba's disk cache does not know this choice, so the
+    override is refused unless ``NUMBA_CACHE_DIR`` gives it a cache of its own."""
+    forced = os.environ.get("UPCONV_SIMD_LANES")
+    if forced is None:
+        return 16 if llvm_binding.get_host_cpu_features().get("avx512f", False) else 8
+    if forced not in ("8", "16"):
+        raise ValueError(f"UPCONV_SIMD_LANES={forced!r}: use 8 or 16")
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        raise RuntimeError("UPCONV_SIMD_LANES needs NUMBA_CACHE_DIR set to a directory of its "
+                           "own: numba's cache would mix kernels of both widths")
+    return int(forced)
+
+
 #: float32 lanes per SIMD vector: 16 with AVX-512, 8 otherwise (AVX2/NEON split wider ones).
-LANES: int = 16 if llvm_binding.get_host_cpu_features().get("avx512f", False) else 8
+LANES: int = _lanes()
 
 #: The most accumulator vectors a strip keeps in registers (AVX-512 has 32, AVX2 16).
 MAX_ACCUMULATORS: int = 24 if LANES == 16 else 12

@@ -56,7 +56,7 @@ from .weight_cache import derived
 #: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
 #: keep running an old micro-kernel after those change. This digest of the two files (the
 #: tests check it) makes every change there a change here, and so a fresh compilation.
-KERNEL_SOURCES_SHA256 = "4c4bc12909459844b263d47125325a313fdcc4460395b94fc37f73a58ac1a939"
+KERNEL_SOURCES_SHA256 = "53030a504924c8f8c0dd8d4060377657a304a781a29a838e85d502afb8dceb46"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
