@@ -38,7 +38,7 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -506,8 +506,8 @@ class PhaseGroup:
     qw: IntPair
     nb: int
     nv: int
-    direct: int = 0
-    sets: np.ndarray = field(default_factory=lambda: np.zeros((1, 0, 2), np.int64))
+    direct: int
+    sets: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -663,9 +663,10 @@ def make_plan(weight: Tensor, stride: IntPair, padding: Pad4, out_size: IntPair,
                 k_w = slot_fw[g] + sw * np.arange(t_w)
                 wpack[k, :, :t_h, :t_w, pos] = w_np[:, slot_c[g]][:, k_h][:, :, k_w]
         sets = direct_sets(slots, slot_c, slot_fh, slot_fw, sw, out_size[0] * out_size[1])
+        if sets is None:  # no phase sets: the store pass (an empty array for the block)
+            sets = np.zeros((len(chunks), 0, 2), np.int64)
         groups.append(PhaseGroup(wpack, slots, encode_taps(pos_taps), qh, qw, nb,
-                                 _strip_vectors(nb, interior), 0 if sets is None else sw,
-                                 np.zeros((1, 0, 2), np.int64) if sets is None else sets))
+                                 _strip_vectors(nb, interior), sw if sets.shape[1] else 0, sets))
     return Plan(tuple(groups), slot_c, slot_fh, slot_fw)
 
 
