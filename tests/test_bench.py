@@ -20,7 +20,7 @@ from upconv.bench import (
     write_results,
 )
 from upconv.bench.cases import expected
-from upconv.bench.measure import interleaved_times
+from upconv.bench.measure import interleaved_times, paired_ratio
 from upconv.bench.suite import evaluate_targets
 from upconv.bench.zoo import make_tensors
 from upconv.cli import main
@@ -122,6 +122,21 @@ def test_interleaved_times_run_before_each_timed_call():
                       before=lambda: calls.append("conv"))
     # warm-up calls run bare; every timed call has the (untimed) previous layer right before
     assert calls == ["a", "b", "conv", "a", "conv", "b", "conv", "b", "conv", "a"]
+
+
+def test_paired_ratio_takes_each_ratio_within_a_round():
+    # the new code is 1.25x faster in every round while the machine drifts 3x: the ratio of
+    # the medians would mix rounds, the paired ratio sees the same 1.25 in each
+    base = [1.0, 3.0, 1.5, 2.0, 2.5, 1.2, 2.8, 1.1]
+    mid, low, high = paired_ratio(base, [b / 1.25 for b in base])
+    assert mid == pytest.approx(1.25) and low == pytest.approx(1.25) and high == pytest.approx(1.25)
+    # spread: the interval brackets the median; two rounds are too few for an interval
+    ratios = [0.9, 1.0, 1.05, 1.1, 1.2, 1.3, 0.95, 1.15, 1.02, 1.08, 1.12]
+    mid, low, high = paired_ratio(ratios, [1.0] * len(ratios))
+    assert mid == pytest.approx(1.08) and low < mid < high and low >= 0.9 and high <= 1.3
+    assert paired_ratio([2.0, 3.0], [1.0, 1.0])[1:] == (None, None)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_suite_interleaves_the_previous_conv(tiny_results):

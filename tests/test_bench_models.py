@@ -28,7 +28,9 @@ def test_every_variant_computes_the_trained_output(espcn_rows):
         ("converted", "compile")}
     assert all(r.max_abs_error < 1e-5 and r.runs == 2 and r.ms > 0 for r in espcn_rows)
     trained = [r for r in espcn_rows if r.variant == "trained"]
-    assert all(r.speedup == 1.0 for r in trained)
+    assert all(r.speedup == 1.0 and r.paired_speedup == 1.0 for r in trained)
+    # two rounds are too few for an interval
+    assert all(r.paired_speedup > 0 and r.paired_low is None for r in espcn_rows)
 
 
 def test_profiler_finds_the_upsampling_layer(espcn_rows):
@@ -70,10 +72,15 @@ def test_targets_and_markdown(espcn_rows):
             for r in espcn_rows]
     targets = M.evaluate_targets(rows)
     assert {t["target"] for t in targets} == {
-        "converted vs trained, eager", "converted vs trained, compile",
+        "converted vs trained, eager (paired)", "converted vs trained, compile (paired)",
         "upsampling layer inside the compiled model vs its trained form (profiler)"}
     for t in targets:
         assert t["met"] == (t["value"] >= t["goal"])
+    converted = {r.mode: r for r in rows if r.variant == "converted"}
+    for t in targets:
+        if "(paired)" in t["target"]:
+            mode = t["target"].split(", ")[1].split()[0]
+            assert t["value"] == round(converted[mode].paired_speedup, 3)
     res = M.ModelResults({"date_utc": "2026-01-01T00:00:00Z", "cpu": "x", "logical_cpus": 2,
                           "threads": 1, "torch": "t", "numba": "n", "upconv": "u",
                           "load_average": None}, "revd2", 2, rows, targets=targets)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+K = TypeVar("K", bound=Hashable)
 
-def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                      gap_s: float = 0.0, settle_s: dict[str, float] | None = None,
-                      before: Callable[[], object] | None = None) -> dict[str, list[float]]:
+
+def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2,
+                      gap_s: float = 0.0, settle_s: dict[K, float] | None = None,
+                      before: Callable[[], object] | None = None) -> dict[K, list[float]]:
     """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
 
     Each round runs every function once, starting at a different one, so slow drifts of the
@@ -31,7 +34,7 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
         for _ in range(warmup):
             for name in names:
                 fns[name]()
-        times: dict[str, list[float]] = {name: [] for name in names}
+        times: dict[K, list[float]] = {name: [] for name in names}
         previous = None
         for i in range(repeats):
             for name in names[i % len(names):] + names[: i % len(names)]:
@@ -49,6 +52,30 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
 
 def median(values: list[float]) -> float:
     return float(np.median(values))
+
+
+def paired_ratio(base: list[float], new: list[float], confidence: float = 0.95
+                 ) -> tuple[float, float | None, float | None]:
+    """Speed-up of ``new`` over ``base`` from times measured in the same rounds:
+    ``(median, low, high)`` of the per-round ratios ``base[i] / new[i]``.
+
+    Pairing takes each ratio from two calls made moments apart, so the machine's slow drifts
+    (other load, memory state) cancel instead of widening the spread. ``low``–``high`` is a
+    distribution-free ``confidence`` interval for that median (order statistics,
+    ``scipy.stats.quantile_test``); None where there are too few rounds for one.
+    """
+    if len(base) != len(new) or not base:
+        raise ValueError(f"paired times need equal, non-empty lists, got {len(base)} and "
+                         f"{len(new)}")
+    from scipy.stats import quantile_test
+
+    ratios = np.asarray(base, dtype=float) / np.asarray(new, dtype=float)
+    mid = float(np.median(ratios))
+    ci = quantile_test(ratios, q=mid, p=0.5).confidence_interval(confidence)
+    low, high = float(ci.low), float(ci.high)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return mid, None, None
+    return mid, low, high
 
 
 def peak_sgemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:

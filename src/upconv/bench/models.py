@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .measure import machine_info
+from .measure import interleaved_times, machine_info, paired_ratio
 
 
 class SRVGGCompact(nn.Module):
@@ -89,10 +88,15 @@ class ModelRow:
     mode: str  # "eager" / "compile"
     ms: float
     runs: int
-    speedup: float  # trained (same mode) / this
+    speedup: float  # trained (same mode) / this: ratio of the medians
     upsampler_ms: float | None  # the upsampling layer's own time per call (profiler)
     upsampler_share: float | None  # of the profiled call
     max_abs_error: float  # vs the trained eager output
+    #: median over rounds of trained / this, each from the same round (the targets' figure)
+    paired_speedup: float = 1.0
+    #: its distribution-free 95 % interval; None for trained rows and too few rounds
+    paired_low: float | None = None
+    paired_high: float | None = None
 
 
 @dataclass
@@ -175,32 +179,32 @@ def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
             for _ in range(warmup):
                 out = fn()
             errors[key] = float((out - want).abs().max())
-        times: dict[tuple[str, str], list[float]] = {k: [] for k in variants}
-        keys = list(variants)
         progress(f"{spec.id}: {repeats} interleaved rounds")
-        for i in range(repeats):
-            for key in keys[i % len(keys):] + keys[: i % len(keys)]:
-                t0 = time.perf_counter()
-                variants[key]()
-                times[key].append(time.perf_counter() - t0)
+        times = interleaved_times(variants, repeats, warmup=0)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     rows = []
     for (variant, mode), fn in profiled.items():
         up, total = _profile(fn, spec)
+        paired = (1.0, None, None) if variant == "trained" else paired_ratio(
+            times["trained", mode], times[variant, mode])
         rows.append(ModelRow(spec.id, variant, mode, ms[variant, mode], len(times[variant, mode]),
                              ms["trained", mode] / ms[variant, mode], up,
-                             up / total if total else None, errors[variant, mode]))
+                             up / total if total else None, errors[variant, mode], *paired))
     return rows
 
 
 def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
     """Issue 11's whole-model targets: converted ≥ 1.0× trained (eager and compiled) for every
-    model; the upsampling layer inside compiled ESPCN ×3 ≥ 1.3× its trained form."""
+    model, judged on the paired speed-up (:func:`~upconv.bench.measure.paired_ratio`); the
+    upsampling layer inside compiled ESPCN ×3 ≥ 1.3× its trained form."""
     out = []
     for r in rows:
         if r.variant == "converted":
-            out.append({"model": r.model, "target": f"converted vs trained, {r.mode}",
-                        "value": round(r.speedup, 3), "goal": 1.0, "met": r.speedup >= 1.0})
+            interval = (None if r.paired_low is None
+                        else [round(r.paired_low, 3), round(r.paired_high, 3)])
+            out.append({"model": r.model, "target": f"converted vs trained, {r.mode} (paired)",
+                        "value": round(r.paired_speedup, 3), "interval": interval, "goal": 1.0,
+                        "met": r.paired_speedup >= 1.0})
     for model in ("M1", "M2"):
         pair = {r.variant: r for r in rows if r.model == model and r.mode == "compile"}
         if {"trained", "converted"} <= set(pair) and pair["converted"].upsampler_ms:
@@ -246,21 +250,30 @@ def markdown(res: ModelResults) -> str:
            "in the same mode over this one. Upsampler: the upsampling layer's own time per "
            "call in a profiled run (trained: the conv feeding the shuffle + the shuffle; "
            "converted: the upconv::deconv2d operator), and its share of the profiled call.",
-           "", "## Targets", "", "| model | target | measured | goal | met |",
-           "|---|---|---:|---:|---|"]
+           "Paired: the median over rounds of the trained model's time over this one's, both "
+           "from the same round (calls moments apart, so the machine's drift cancels), with a "
+           "distribution-free 95 % interval for that median.",
+           "", "## Targets", "", "| model | target | measured | 95 % interval | goal | met |",
+           "|---|---|---:|---|---:|---|"]
     for t in res.targets:
-        out.append(f"| {t['model']} | {t['target']} | {t['value']} | {t['goal']} | "
+        interval = t.get("interval")
+        shown = "" if not interval else f"{interval[0]}–{interval[1]}"
+        out.append(f"| {t['model']} | {t['target']} | {t['value']} | {shown} | {t['goal']} | "
                    f"{'yes' if t['met'] else '**no**'} |")
     out += ["", "## Models", ""]
     for spec in MODELS.values():
         if any(r.model == spec.id for r in res.rows):
             out.append(f"- {spec.id}: {spec.name}, input {'×'.join(map(str, spec.shape))}")
-    out += ["", "| model | variant | mode | ms | × trained | upsampler ms | upsampler share | "
-            "max abs err |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    out += ["", "| model | variant | mode | ms | × trained | paired × trained (95 %) | "
+            "upsampler ms | upsampler share | max abs err |",
+            "|---|---|---|---:|---:|---|---:|---:|---:|"]
     for r in res.rows:
         up = "" if r.upsampler_ms is None else f"{r.upsampler_ms:.2f}"
         share = "" if r.upsampler_share is None else f"{100 * r.upsampler_share:.0f} %"
+        paired = "" if r.variant == "trained" else f"{r.paired_speedup:.3f}"
+        if r.paired_low is not None:
+            paired += f" ({r.paired_low:.3f}–{r.paired_high:.3f})"
         out.append(f"| {r.model} | {r.variant} | {r.mode} | {r.ms:.1f} | {r.speedup:.2f} | "
-                   f"{up} | {share} | {r.max_abs_error:.1e} |")
+                   f"{paired} | {up} | {share} | {r.max_abs_error:.1e} |")
     out += [f"- {n}" for n in res.notes]
     return "\n".join(out) + "\n"
