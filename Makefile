@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/upconv demo
 
+# one pytest worker per core (pytest-xdist): most of the suite's time is numba compiling kernel
+# variants, one core each; `pytest -n 0` runs in a single process
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # every figure is measured in a default process: no OpenMP (or other) tuning variables
 bench: $(STAMP)
