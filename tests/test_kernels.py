@@ -394,7 +394,7 @@ def test_no_slot_multiplies_a_tap_it_does_not_reach(stride, kernel):
 
 
 def test_concurrent_calls_from_python_threads():
-    """numba's workqueue pool is not re-entrant; the engine serialises launches."""
+    """Each Python thread launches with its own prepared blocks, counters and buffers."""
     from concurrent.futures import ThreadPoolExecutor
 
     g = torch.Generator().manual_seed(4)
@@ -404,6 +404,53 @@ def test_concurrent_calls_from_python_threads():
         got = list(pool.map(lambda x: run(deconv2d_revd2_compiled, x, w, b, 2, 2), xs))
     for x, y in zip(xs, got, strict=True):
         torch.testing.assert_close(y, oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0)), **TOL)
+
+
+def test_prepared_launches_follow_inputs_bias_weights_and_threads(monkeypatch):
+    """A call at a known geometry reuses this thread's launch blocks and buffers: new input
+    and output memory, in-place and replaced biases, updated weights and another thread count
+    all give the right result; a new geometry prepares anew, and the cache stays bounded."""
+    from upconv.kernels import revd2
+
+    prepared = []
+    real = revd2._prepare
+    monkeypatch.setattr(revd2, "_prepare", lambda *a: prepared.append(a[2]) or real(*a))
+    g = torch.Generator().manual_seed(7)
+    w, b = torch.randn(4, 2, 6, 6, generator=g), torch.randn(2, 2, 2, generator=g)
+
+    def check(x, w, b):
+        torch.testing.assert_close(run(deconv2d_revd2_compiled, x, w, b, 2, 2),
+                                   oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0)), **TOL)
+
+    for _ in range(3):  # new input and output memory each call, one preparation
+        check(torch.randn(1, 4, 9, 21, generator=g), w, b)
+    assert len(prepared) == 1
+    x = torch.randn(1, 4, 9, 21, generator=g)
+    with torch.no_grad():
+        b.mul_(-3)  # in place: the version changes
+    check(x, w, b)
+    b.data = torch.randn(2, 2, 2, generator=g)  # new memory
+    check(x, w, b)
+    with torch.no_grad():
+        w.add_(1)  # a new plan
+    check(x, w, b)
+    check(x, w, None)
+    check(x.to(memory_format=torch.channels_last), w, b)  # other strides: staged blocks
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        check(x, w, b)
+    finally:
+        torch.set_num_threads(before)
+    assert len(prepared) == 7
+    for width in range(10, 10 + revd2.MAX_LAUNCHES + 3):
+        check(torch.randn(1, 4, 5, width, generator=g), w, b)
+    assert len(revd2._LOCAL.launches) <= revd2.MAX_LAUNCHES
+    del w  # its plan goes with it: a new weight (perhaps at the same id) prepares anew
+    w2 = torch.randn(4, 2, 6, 6, generator=g)
+    n = len(prepared)
+    check(x, w2, b)
+    assert len(prepared) == n + 1
 
 
 @pytest.mark.parametrize("name", ["tdc-torch", "tdc-torch-nhwc"])

@@ -15,9 +15,13 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
   interior columns go through :func:`upconv.kernels._simd.strip_fma` (``nb`` slots × a strip
   of ``nv`` SIMD vectors, all accumulators in registers), input channels in blocks of
   :data:`IC_BLOCK`, partial sums kept in a per-thread row of phase accumulators
-  (``nb × W`` floats per thread, allocated once per call). Columns whose taps leave the input
-  run as one-vector *edge strips* whose lanes are masked per tap (zero padding without a
-  copy); the interior runs as full strips without those masks.
+  (``nb × W`` floats per thread). Columns whose taps leave the input run as one-vector
+  *edge strips* whose lanes are masked per tap (zero padding without a copy); the interior
+  runs as full strips without those masks.
+* A call prepares its launch blocks (one int64 array per phase group describing the work)
+  and the threads' buffers once per geometry and calling Python thread (:func:`_launches`);
+  a repeated call only writes the input and output addresses, so small inputs pay tens of
+  microseconds less Python per call and repeated calls no fresh buffers.
 * channels_last inputs (strided columns) are staged a few rows at a time into a per-thread
   ring in NCHW order (:func:`_stage_rows`), so the micro-kernel always reads whole vectors.
 * Chunks hold slots channel by channel, each channel's phases in output order, so a
@@ -38,6 +42,8 @@ How one call runs (see ``docs/performance.md`` for the reasoning and measurement
 from __future__ import annotations
 
 import functools
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numba
@@ -387,7 +393,8 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
 
 
 # --- the parallel launch: one int64 block describes a group's work to every thread --------
-# Counters (updated atomically by the threads), then addresses and sizes (set by _launch).
+# Counters (updated atomically by the threads), then addresses and sizes (set by _block;
+# B_X and B_Y per call).
 (B_THREAD, B_NEXT, B_THREADS, B_TASKS, B_CHUNK, B_X, B_X_LEN, B_SN, B_SC, B_SH, B_SW, B_N, B_CIN,
  B_H, B_W, B_WPACK, B_CHUNKS, B_TH, B_TW, B_NB, B_SLOTS, B_SLOT_C, B_SLOT_FH, B_SLOT_FW,
  B_NSLOTS, B_BIAS, B_C, B_BH, B_BW, B_Y, B_OH, B_OW, B_SCRATCH, B_SCRATCH_LEN, B_RING,
@@ -710,15 +717,12 @@ def deconv2d_revd2_compiled(
         y = out
     else:
         y = torch.empty((n, c, *out_size), dtype=torch.float32)
-    if bias is None:
-        b = np.zeros((c, 1, 1), np.float32)
-    else:  # per-channel bias as a period-(1, 1) periodic one
-        period = (1, 1) if bias.ndim == 1 else tuple(bias.shape[1:])
-        b = np.ascontiguousarray(bias.detach().reshape(c, *period).numpy())
     threads = torch.get_num_threads()
-    staged = x.stride(3) != 1  # strided columns (channels_last)
-    for g in plan.groups:
-        _launch(g, plan, x, b, y, stride, padding, threads, staged)
+    for body, blk in _launches(plan, x, bias, c, stride, padding, out_size, threads):
+        blk[B_THREAD] = blk[B_NEXT] = 0  # the counters the threads take work from
+        blk[B_X] = x.data_ptr()
+        blk[B_Y] = y.data_ptr()
+        parallel.run(body, blk.ctypes.data, threads)
     if out is not None and y is not out:
         out.copy_(y)
         return out
@@ -728,9 +732,70 @@ def deconv2d_revd2_compiled(
 deconv2d_revd2_compiled.takes_out = True  # type: ignore[attr-defined]
 
 
-def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stride: IntPair,
-            padding: Pad4, threads: int, staged: bool) -> None:
-    """Compute phase group ``g`` of ``y`` on ``threads`` threads (one parallel region)."""
+class _Launches:
+    """One call geometry's launch blocks and the buffers they point to, prepared once and
+    reused by the same Python thread's later calls (a call at a known geometry then only
+    writes the input and output addresses). Holds the plan and the bias weakly: an entry
+    whose plan or bias is gone, or is not the call's, is rebuilt."""
+
+    def __init__(self, plan: Plan, bias: Tensor | None, blocks: list[tuple[int, np.ndarray]],
+                 keep: list[np.ndarray]) -> None:
+        self.plan = weakref.ref(plan)
+        self.bias = None if bias is None else weakref.ref(bias)
+        self.blocks = blocks
+        self.keep = keep  # the arrays the blocks point to (bias copies, thread buffers)
+
+    def serves(self, plan: Plan, bias: Tensor | None) -> bool:
+        return self.plan() is plan and (bias is None if self.bias is None
+                                        else self.bias() is bias)
+
+
+#: Prepared launches kept per Python thread (each thread has its own buffers and counters,
+#: so concurrent calls never share them); older geometries are dropped beyond this.
+MAX_LAUNCHES = 8
+_LOCAL = threading.local()
+
+
+def _launches(plan: Plan, x: Tensor, bias: Tensor | None, c: int, stride: IntPair,
+              padding: Pad4, out_size: IntPair, threads: int) -> list[tuple[int, np.ndarray]]:
+    """``(body address, block)`` per phase group for this call, from this thread's cache."""
+    cache = getattr(_LOCAL, "launches", None)
+    if cache is None:
+        cache = _LOCAL.launches = {}
+    bias_key = None if bias is None else (id(bias), bias._version, bias.data_ptr())
+    key = (id(plan), bias_key, tuple(x.shape), x.stride(), threads)
+    entry = cache.get(key)
+    if entry is None or not entry.serves(plan, bias):
+        if len(cache) >= MAX_LAUNCHES:
+            cache.clear()
+        entry = cache[key] = _prepare(plan, x, bias, c, stride, padding, out_size, threads)
+    return entry.blocks
+
+
+def _prepare(plan: Plan, x: Tensor, bias: Tensor | None, c: int, stride: IntPair,
+             padding: Pad4, out_size: IntPair, threads: int) -> _Launches:
+    """Launch blocks for every phase group of ``plan`` at ``x``'s shape and strides, with
+    ``threads`` threads' buffers; ``B_X``, ``B_Y`` and the counters are set per call."""
+    if bias is None:
+        b = np.zeros((c, 1, 1), np.float32)
+    else:  # per-channel bias as a period-(1, 1) periodic one (a copy: kept with the blocks)
+        period = (1, 1) if bias.ndim == 1 else tuple(bias.shape[1:])
+        b = np.array(bias.detach().reshape(c, *period).numpy(), np.float32)
+    staged = x.stride(3) != 1  # strided columns (channels_last)
+    blocks, keep = [], [b]
+    for g in plan.groups:
+        direct, pbias = _direct_bias(g, plan, b, stride, padding)
+        blk, buffers = _block(g, plan, x, b, pbias, out_size, stride, padding, threads, staged)
+        blocks.append((_body(g.nb, g.nv, g.taps, staged, direct), blk))
+        keep += [pbias, *buffers]
+    return _Launches(plan, bias, blocks, keep)
+
+
+def _block(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, pbias: np.ndarray,
+           out_size: IntPair, stride: IntPair, padding: Pad4, threads: int, staged: bool
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Group ``g``'s launch block and the per-thread buffers it points to (row accumulators,
+    staging ring and its state)."""
     n, cin, h, w = x.shape
     (qw_lo, qw_hi), depth = g.qw, g.wpack.shape[2]
     tasks = n * (g.qh[1] - g.qh[0])
@@ -739,21 +804,19 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
     ring_len = 2 * depth * cin * staged_pitch(w) if staged else 0
     ring = _aligned_empty((threads, ring_len))
     ring_state = np.empty((threads, 2), np.int64)
-    direct, pbias = _direct_bias(g, plan, b, stride, padding)
     x_len = 1 + sum((size - 1) * step for size, step in zip(x.shape, x.stride(), strict=True))
     (sh, sw), (top, _, left, _) = stride, padding
     blk = np.zeros(BLOCK_LEN, np.int64)
     for slot, value in (
         (B_THREADS, threads), (B_TASKS, tasks), (B_CHUNK, max(1, tasks // (8 * threads))),
-        (B_GUIDE, GUIDE * threads),
-        (B_X, x.data_ptr()), (B_X_LEN, x_len), (B_SN, x.stride(0)), (B_SC, x.stride(1)),
+        (B_GUIDE, GUIDE * threads), (B_X_LEN, x_len), (B_SN, x.stride(0)), (B_SC, x.stride(1)),
         (B_SH, x.stride(2)), (B_SW, x.stride(3)), (B_N, n), (B_CIN, cin), (B_H, h), (B_W, w),
         (B_WPACK, g.wpack.ctypes.data), (B_CHUNKS, g.wpack.shape[0]), (B_TH, depth),
         (B_TW, g.wpack.shape[3]), (B_NB, g.nb), (B_SLOTS, g.slots.ctypes.data),
         (B_SLOT_C, plan.slot_c.ctypes.data), (B_SLOT_FH, plan.slot_fh.ctypes.data),
         (B_SLOT_FW, plan.slot_fw.ctypes.data), (B_NSLOTS, plan.slot_c.shape[0]),
         (B_BIAS, b.ctypes.data), (B_C, b.shape[0]), (B_BH, b.shape[1]), (B_BW, b.shape[2]),
-        (B_Y, y.data_ptr()), (B_OH, y.shape[2]), (B_OW, y.shape[3]),
+        (B_OH, out_size[0]), (B_OW, out_size[1]),
         (B_SCRATCH, scratch.ctypes.data), (B_SCRATCH_LEN, scratch_len),
         (B_RING, ring.ctypes.data), (B_RING_LEN, ring_len),
         (B_RING_STATE, ring_state.ctypes.data), (B_STRIDE_H, sh), (B_STRIDE_W, sw),
@@ -762,7 +825,7 @@ def _launch(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, y: Tensor, stri
         (B_SETS, g.sets.ctypes.data), (B_NSETS, g.sets.shape[1]), (B_PBIAS, pbias.ctypes.data),
     ):
         blk[slot] = value
-    parallel.run(_body(g.nb, g.nv, g.taps, staged, direct), blk.ctypes.data, threads)
+    return blk, [scratch, ring, ring_state]
 
 
 def _direct_bias(g: PhaseGroup, plan: Plan, b: np.ndarray, stride: IntPair, padding: Pad4
