@@ -10,7 +10,7 @@ TORCH_REQ ?= torch==2.13.0
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.upconv-installed
 
-.PHONY: demo test bench bench-heldout bench-models bench-gpu lint clean venv
+.PHONY: demo test bench bench-heldout bench-small bench-models bench-gpu lint clean venv
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: $(STAMP)
 # the held-out layers H1–H6 (never tuned on); writes benchmarks/results/heldout.{md,json}
 bench-heldout: $(STAMP)
 	$(BIN)/upconv bench --zoo heldout --repeats 11
+
+# tile- and crop-sized inputs S1–S3, back to back (no idle gap); writes small.{md,json}
+bench-small: $(STAMP)
+	$(BIN)/upconv bench --zoo small --repeats 21
 
 # whole networks, trained vs converted, eager and torch.compile; writes models.{md,json}
 bench-models: $(STAMP)

@@ -11,6 +11,7 @@ from oracle import conv_transpose2d_oracle
 from upconv.bench import (
     HELDOUT,
     LAYERS,
+    SMALL,
     ZOOS,
     Row,
     all_layer_ids,
@@ -97,11 +98,22 @@ def test_results_files_are_written(tiny_results, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_interleaved_times_rotate_the_order():
-    calls = []
-    times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "abc"}, 3, warmup=0,
-                              gap_s=0.001)
-    assert calls == list("abcbcacab") and all(len(v) == 3 for v in times.values())
+def test_interleaved_times_vary_the_order():
+    """Every round runs each function once; orders and neighbours vary; runs repeat."""
+    def record():
+        calls = []
+        times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "abcd"}, 12,
+                                  warmup=0)
+        assert all(len(v) == 12 for v in times.values())
+        return calls
+
+    calls = record()
+    rounds = [calls[i : i + 4] for i in range(0, len(calls), 4)]
+    assert all(sorted(r) == list("abcd") for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 3
+    # what precedes "b" within a round is not always the same function
+    assert len({r[r.index("b") - 1] for r in rounds if r.index("b") > 0}) > 1
+    assert record() == calls  # seeded: the same order run to run
 
 
 def test_interleaved_times_settle_after_spinning_cases(monkeypatch):
@@ -109,11 +121,12 @@ def test_interleaved_times_settle_after_spinning_cases(monkeypatch):
 
     slept, calls = [], []
     monkeypatch.setattr(measure.time, "sleep", lambda s: slept.append((s, calls[-1:])))
-    interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, 2, warmup=0,
+    interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, 6, warmup=0,
                       gap_s=0.01, settle_s={"a": 0.3})
-    # calls a, b | b, a: before each, the gap, or a's settle time when a ran just before
-    assert calls == list("abba")
-    assert slept == [(0.01, []), (0.3, ["a"]), (0.01, ["b"]), (0.01, ["b"])]
+    # before each call the gap, or a's settle time when a ran just before
+    assert len(slept) == len(calls) == 12
+    assert [s for s, _ in slept] == [0.3 if prev == ["a"] else 0.01 for _, prev in slept]
+    assert 0.3 in [s for s, _ in slept]
 
 
 def test_interleaved_times_run_before_each_timed_call():
@@ -121,7 +134,8 @@ def test_interleaved_times_run_before_each_timed_call():
     interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, 2, warmup=1,
                       before=lambda: calls.append("conv"))
     # warm-up calls run bare; every timed call has the (untimed) previous layer right before
-    assert calls == ["a", "b", "conv", "a", "conv", "b", "conv", "b", "conv", "a"]
+    assert calls[:2] == ["a", "b"]
+    assert calls[2::2] == ["conv"] * 4 and sorted(calls[3::2]) == ["a", "a", "b", "b"]
 
 
 def test_paired_ratio_takes_each_ratio_within_a_round():
@@ -169,12 +183,15 @@ def test_suite_tunes_auto_in_a_private_cache(tmp_path, monkeypatch):
 
 def test_heldout_layers_are_a_separate_zoo():
     assert set(HELDOUT) == {f"H{i}" for i in range(1, 7)} and not set(HELDOUT) & set(LAYERS)
-    assert ZOOS == {"paper": LAYERS, "heldout": HELDOUT}
-    assert all_layer_ids() == [*LAYERS, *HELDOUT]
+    assert ZOOS == {"paper": LAYERS, "heldout": HELDOUT, "small": SMALL}
+    assert all_layer_ids() == [*LAYERS, *HELDOUT, *SMALL]
     assert layer_by_id("H3") is HELDOUT["H3"] and layer_by_id("L1") is LAYERS["L1"]
     assert HELDOUT["H3"].k == 5
-    with pytest.raises(KeyError, match=r"L1, .*H6"):
+    with pytest.raises(KeyError, match=r"L1, .*H6, .*S3"):
         layer_by_id("H7")
+    assert layer_by_id("S2") is SMALL["S2"]
+    for layer in SMALL.values():  # where a call's fixed cost shows: at most 64 × 64 inputs
+        assert layer.h * layer.w <= 64 * 64
     for layer in HELDOUT.values():  # realistic but small enough for a full run in minutes
         assert layer.n * layer.c * layer.r**2 * layer.h * layer.w <= 10_000_000
         assert 2 * layer.macs_sp() <= 5e9
@@ -212,6 +229,8 @@ def test_heldout_results_name_and_bad_ids():
     assert results_name("paper", ["L1", "L2"]) == "latest"
     assert results_name("heldout", list(HELDOUT)) == "heldout"
     assert results_name("paper", ["L1", "H2"]) == "heldout"  # never overwrite latest.*
+    assert results_name("small", list(SMALL)) == "small"
+    assert results_name("paper", ["L1", "S1"]) == "small"
     res = CliRunner().invoke(main, ["bench", "--zoo", "heldout", "--layers", "H1,H9"])
     assert res.exit_code != 0 and "H9 is not a layer id" in res.output
     assert "L1,L2,L3,L4,L5,L6,H1,H2,H3,H4,H5,H6" in res.output

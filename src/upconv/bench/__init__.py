@@ -8,7 +8,7 @@ allocations), :mod:`~upconv.bench.suite` (the run) and :mod:`~upconv.bench.repor
 
 from .report import markdown, write_results
 from .suite import Results, Row, run_suite
-from .zoo import HELDOUT, LAYERS, ZOOS, Layer, all_layer_ids, layer_by_id
+from .zoo import HELDOUT, LAYERS, SMALL, ZOOS, Layer, all_layer_ids, layer_by_id
 
-__all__ = ["HELDOUT", "LAYERS", "ZOOS", "Layer", "Results", "Row", "all_layer_ids",
+__all__ = ["HELDOUT", "LAYERS", "SMALL", "ZOOS", "Layer", "Results", "Row", "all_layer_ids",
            "layer_by_id", "markdown", "run_suite", "write_results"]

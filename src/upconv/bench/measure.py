@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import time
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -17,10 +18,13 @@ K = TypeVar("K", bound=Hashable)
 def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2,
                       gap_s: float = 0.0, settle_s: dict[K, float] | None = None,
                       before: Callable[[], object] | None = None) -> dict[K, list[float]]:
-    """Seconds per call of every function, measured round-robin after ``warmup`` calls each.
+    """Seconds per call of every function, measured in rounds after ``warmup`` calls each.
 
-    Each round runs every function once, starting at a different one, so slow drifts of the
-    machine (other load, clocks) spread over all of them instead of favouring one. ``gap_s``
+    Each round runs every function once, in an order of its own (a seeded shuffle: the same
+    run to run), so slow drifts of the machine (other load, clocks) spread over all of them,
+    and no function always follows the same neighbour. (A fixed cyclic order did: the case
+    after an ONNX Runtime case started every timed call after that case's idle time, with
+    cold caches, which cost a small layer's Python path ~0.3 ms in every round.) ``gap_s``
     of idle time before each timed call lets the previous library's spin-waiting worker
     threads (OpenMP, ONNX Runtime) go to sleep, so no case pays for its predecessor's pool;
     ``settle_s[name]`` lengthens that idle time after ``name`` (ONNX Runtime's workers spin
@@ -36,8 +40,9 @@ def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: 
                 fns[name]()
         times: dict[K, list[float]] = {name: [] for name in names}
         previous = None
-        for i in range(repeats):
-            for name in names[i % len(names):] + names[: i % len(names)]:
+        order = random.Random(0)
+        for _ in range(repeats):
+            for name in order.sample(names, len(names)):
                 idle = max(gap_s, settle.get(previous, 0.0)) if previous is not None else gap_s
                 if idle:
                     time.sleep(idle)

@@ -53,7 +53,8 @@ def markdown(res: Results) -> str:
         f"OpenMP environment: {m.get('omp_env') or 'defaults'}",
         f"- measured peak sgemm {res.peak_gflops:.1f} GFLOP/s, copy bandwidth "
         f"{res.copy_gbs:.1f} GB/s; input scale {res.scale}; median of {res.repeats} "
-        f"interleaved runs after warm-up, {res.gap_s * 1e3:.0f} ms idle before each run "
+        f"interleaved runs (each round in a seeded random order) after warm-up, "
+        f"{res.gap_s * 1e3:.0f} ms idle before each run "
         f"({ORT_SETTLE_S * 1e3:.0f} ms after an ONNX Runtime run, whose workers spin longer)"
         + (f", then (untimed) {res.before} right before it, as in a network"
            if res.before else ""),

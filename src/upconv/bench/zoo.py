@@ -1,8 +1,9 @@
 """The benchmark layer zoo: upsampling tails and heads as C-SP / C-NN and their deconvolutions.
 
-Two sets: :data:`LAYERS` (L1–L6, the issue's layers the kernel was developed on) and
+Three sets: :data:`LAYERS` (L1–L6, the issue's layers the kernel was developed on),
 :data:`HELDOUT` (H1–H6, other realistic layers kept out of tuning, to check that the gains
-carry over). :data:`ZOOS` names both; :func:`layer_by_id` looks an id up in either.
+carry over) and :data:`SMALL` (S1–S3, tile- and crop-sized inputs, where a call's fixed cost
+counts). :data:`ZOOS` names them; :func:`layer_by_id` looks an id up in any.
 """
 
 from __future__ import annotations
@@ -78,18 +79,29 @@ HELDOUT: dict[str, Layer] = {
     )
 }
 
-ZOOS: dict[str, dict[str, Layer]] = {"paper": LAYERS, "heldout": HELDOUT}
-if set(LAYERS) & set(HELDOUT):
+# Small inputs: tiles, crops and thumbnails, where a call's fixed cost (Python, launching
+# the threads, buffers) is a large part of its time. Held out from tuning as well.
+SMALL: dict[str, Layer] = {
+    layer.id: layer
+    for layer in (
+        Layer("S1", "ESPCN ×2 tail, 16×16 crop", 32, 1, 2, 1, 16, 16),
+        Layer("S2", "Real-ESRGAN compact ×4 head, 64×64 tile", 64, 3, 4, 1, 64, 64),
+        Layer("S3", "×2 RGB head, 48×48 thumbnail", 32, 3, 2, 1, 48, 48),
+    )
+}
+
+ZOOS: dict[str, dict[str, Layer]] = {"paper": LAYERS, "heldout": HELDOUT, "small": SMALL}
+if len({lid for zoo in ZOOS.values() for lid in zoo}) != sum(map(len, ZOOS.values())):
     raise RuntimeError("layer ids must be unique across the zoos")
 
 
 def all_layer_ids() -> list[str]:
-    """Every layer id of every zoo, in order (``L1``…``L6``, ``H1``…``H6``)."""
+    """Every layer id of every zoo, in order (``L1``…``L6``, ``H1``…``H6``, ``S1``…``S3``)."""
     return [lid for zoo in ZOOS.values() for lid in zoo]
 
 
 def layer_by_id(layer_id: str) -> Layer:
-    """The layer with id ``layer_id`` from either zoo; ``KeyError`` listing the valid ids."""
+    """The layer with id ``layer_id`` from any zoo; ``KeyError`` listing the valid ids."""
     for zoo in ZOOS.values():
         if layer_id in zoo:
             return zoo[layer_id]

@@ -35,21 +35,29 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> li
 
 
 def results_name(zoo: str, layers: list[str]) -> str:
-    """File stem of the results: ``heldout`` for the held-out zoo or any held-out layer."""
-    from ..bench import HELDOUT
+    """File stem of the results: ``heldout`` for the held-out zoo or any held-out layer,
+    ``small`` for the small zoo or any small layer, else ``latest`` (never overwritten by a
+    run that includes a layer of another zoo)."""
+    from ..bench import HELDOUT, SMALL
 
-    return "heldout" if zoo == "heldout" or any(i in HELDOUT for i in layers) else "latest"
+    if zoo == "heldout" or any(i in HELDOUT for i in layers):
+        return "heldout"
+    if zoo == "small" or any(i in SMALL for i in layers):
+        return "small"
+    return "latest"
 
 
 @click.command()
-@click.option("--zoo", type=click.Choice(["paper", "heldout"]), default="paper",
+@click.option("--zoo", type=click.Choice(["paper", "heldout", "small"]), default="paper",
               show_default=True,
               help="Layer set: paper = the issue's L1–L6 (results in latest.md / latest.json); "
                    "heldout = H1–H6, layers the kernel was never tuned on (results in "
-                   "heldout.md / heldout.json).")
+                   "heldout.md / heldout.json); small = S1–S3, tile- and crop-sized inputs "
+                   "(small.md / small.json).")
 @click.option("--layers", default=None, callback=_layers,
-              help="Comma-separated layer ids (L1–L6, H1–H6) [default: every layer of --zoo]. "
-                   "Any H id writes heldout.md / heldout.json.")
+              help="Comma-separated layer ids (L1–L6, H1–H6, S1–S3) [default: every layer "
+                   "of --zoo]. Any H id writes heldout.md / heldout.json, else any S id "
+                   "small.md / small.json.")
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
               help="Timed runs per implementation (median reported), after warm-up "
                    "(GPU suite: at least 30 unless --quick).")
@@ -63,8 +71,10 @@ def results_name(zoo: str, layers: list[str]) -> str:
               show_default=True, help="Shrink every input by this factor per side.")
 @click.option("--reduced-scale", type=click.FloatRange(min=0.01, max=1.0), default=0.125,
               show_default=True, help="Size factor for the slow reference algorithms.")
-@click.option("--gap-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
-              help="Idle time before each timed run, so spinning thread pools settle.")
+@click.option("--gap-ms", type=click.FloatRange(min=0), default=None,
+              help="Idle time before each timed run, so spinning thread pools settle "
+                   "[default: 50; 0 for --zoo small, whose tiles run back to back: after an "
+                   "idle gap every call starts with cold caches].")
 @click.option("--no-interleaved-conv", is_flag=True,
               help="Do not run a PyTorch convolution (the network's previous layer) right "
                    "before each timed call.")
@@ -94,7 +104,8 @@ def results_name(zoo: str, layers: list[str]) -> str:
               help="With --device cuda: run the GPU suite's logic on the CPU instead (host "
                    "clock, no NVML; gpu-cpu-dry-run.md / .json), to check it without a GPU.")
 def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None, out_dir: str,
-          scale: float, reduced_scale: float, gap_ms: float, no_interleaved_conv: bool,
+          scale: float, reduced_scale: float, gap_ms: float | None,
+          no_interleaved_conv: bool,
           models: str | None, algorithm: str, no_onnxruntime: bool, no_references: bool,
           quick: bool, device: str, phases: tuple[str, ...], dtypes: str,
           energy_seconds: float, no_espcn: bool, dry_run: bool) -> None:
@@ -102,7 +113,8 @@ def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None,
     deconvolutions (upconv), interleaved in one process; write markdown and JSON results.
 
     --zoo heldout runs the held-out layers H1–H6 (same implementations, generic targets) and
-    writes heldout.md / heldout.json, leaving latest.md / latest.json alone.
+    writes heldout.md / heldout.json, leaving latest.md / latest.json alone; --zoo small runs
+    S1–S3 (tile-sized inputs) into small.md / small.json.
 
     --device cuda runs the GPU suite instead (see docs/gpu.md)."""
     if device == "cuda":
@@ -124,6 +136,8 @@ def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None,
     if layers is not None and set(layers) & set(GPU_ONLY):
         raise click.BadParameter("G1–G4 are GPU layers: add --device cuda", param_hint="--layers")
     layers = list(ZOOS[zoo]) if layers is None else layers
+    if gap_ms is None:
+        gap_ms = 0.0 if results_name(zoo, layers) == "small" else 50.0
     if quick:
         scale, repeats, no_references, gap_ms = min(scale, 0.05), min(repeats, 2), True, 0.0
     res = run_suite(layers, repeats=repeats, threads=threads, scale=scale,
