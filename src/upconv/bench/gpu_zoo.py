@@ -11,17 +11,14 @@ from __future__ import annotations
 import torch
 
 from ..transforms import bias_shuffle, weight_convolution, weight_shuffle
-from .zoo import LAYERS, Layer, LayerTensors, make_tensors
+from .zoo import LAYERS, Layer, LayerTensors, by_id, make_tensors
 
-GPU_ONLY: dict[str, Layer] = {
-    layer.id: layer
-    for layer in (
-        Layer("G1", "ESPCN ×2 to 4K", 32, 1, 2, 1, 1080, 1920),
-        Layer("G2", "Real-ESRGAN-style ×4 head", 64, 3, 4, 1, 540, 960),
-        Layer("G3", "EDSR ×2 upsampler", 64, 64, 2, 1, 540, 960),
-        Layer("G4", "video, batch 8, ×2", 16, 3, 2, 8, 540, 960),
-    )
-}
+GPU_ONLY = by_id(
+    Layer("G1", "ESPCN ×2 to 4K", 32, 1, 2, 1, 1080, 1920),
+    Layer("G2", "Real-ESRGAN-style ×4 head", 64, 3, 4, 1, 540, 960),
+    Layer("G3", "EDSR ×2 upsampler", 64, 64, 2, 1, 540, 960),
+    Layer("G4", "video, batch 8, ×2", 16, 3, 2, 8, 540, 960),
+)
 #: Every layer of the GPU suite, the GPU-sized ones first.
 GPU_LAYERS: dict[str, Layer] = {**GPU_ONLY, **LAYERS}
 #: The layers whose D-SP fp16 target is 2× (G3, compute-bound: 1.2×; L1–L6: 1×).

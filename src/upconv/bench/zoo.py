@@ -53,42 +53,38 @@ class Layer:
         return 4 * (self.n * self.cin * self.h * self.w + out + weights)
 
 
-LAYERS: dict[str, Layer] = {
-    layer.id: layer
-    for layer in (
-        Layer("L1", "ESPCN ×3 tail, BSD300 image", 32, 1, 3, 1, 321, 481),
-        Layer("L2", "ESPCN ×2 tail to 1080p", 32, 1, 2, 1, 540, 960),
-        Layer("L3", "ESPCN ×4 tail", 32, 1, 4, 1, 270, 480),
-        Layer("L4", "RGB head ×4", 64, 3, 4, 1, 256, 256),
-        Layer("L5", "EDSR-style ×2 upsampler", 64, 64, 2, 1, 128, 128),
-        Layer("L6", "video frames ×2", 16, 3, 2, 4, 180, 320),
-    )
-}
+def by_id(*layers: Layer) -> dict[str, Layer]:
+    """A zoo: ``layers`` keyed by their ids, in order."""
+    return {layer.id: layer for layer in layers}
+
+
+LAYERS = by_id(
+    Layer("L1", "ESPCN ×3 tail, BSD300 image", 32, 1, 3, 1, 321, 481),
+    Layer("L2", "ESPCN ×2 tail to 1080p", 32, 1, 2, 1, 540, 960),
+    Layer("L3", "ESPCN ×4 tail", 32, 1, 4, 1, 270, 480),
+    Layer("L4", "RGB head ×4", 64, 3, 4, 1, 256, 256),
+    Layer("L5", "EDSR-style ×2 upsampler", 64, 64, 2, 1, 128, 128),
+    Layer("L6", "video frames ×2", 16, 3, 2, 4, 180, 320),
+)
 
 # Held out: never used while tuning the kernel. Each has at most ~3 M output values and
 # at most ~3.2 GFLOP of useful multiply-adds (C-SP), so the set runs in minutes on 2 cores.
-HELDOUT: dict[str, Layer] = {
-    layer.id: layer
-    for layer in (
-        Layer("H1", "ESPCN ×3 tail, 720p luma", 32, 1, 3, 1, 240, 426),
-        Layer("H2", "Real-ESRGAN compact ×4 head (RGB)", 64, 3, 4, 1, 180, 320),
-        Layer("H3", "K = 5 sub-pixel ×2, colour", 24, 3, 2, 1, 256, 256, k=5),
-        Layer("H4", "EDSR-baseline ×3 upsampler", 64, 64, 3, 1, 64, 64),
-        Layer("H5", "batch of crops ×2, luma", 32, 1, 2, 8, 96, 96),
-        Layer("H6", "odd sizes ×3, RGB", 16, 3, 3, 2, 97, 131),
-    )
-}
+HELDOUT = by_id(
+    Layer("H1", "ESPCN ×3 tail, 720p luma", 32, 1, 3, 1, 240, 426),
+    Layer("H2", "Real-ESRGAN compact ×4 head (RGB)", 64, 3, 4, 1, 180, 320),
+    Layer("H3", "K = 5 sub-pixel ×2, colour", 24, 3, 2, 1, 256, 256, k=5),
+    Layer("H4", "EDSR-baseline ×3 upsampler", 64, 64, 3, 1, 64, 64),
+    Layer("H5", "batch of crops ×2, luma", 32, 1, 2, 8, 96, 96),
+    Layer("H6", "odd sizes ×3, RGB", 16, 3, 3, 2, 97, 131),
+)
 
 # Small inputs: tiles, crops and thumbnails, where a call's fixed cost (Python, launching
 # the threads, buffers) is a large part of its time. Held out from tuning as well.
-SMALL: dict[str, Layer] = {
-    layer.id: layer
-    for layer in (
-        Layer("S1", "ESPCN ×2 tail, 16×16 crop", 32, 1, 2, 1, 16, 16),
-        Layer("S2", "Real-ESRGAN compact ×4 head, 64×64 tile", 64, 3, 4, 1, 64, 64),
-        Layer("S3", "×2 RGB head, 48×48 thumbnail", 32, 3, 2, 1, 48, 48),
-    )
-}
+SMALL = by_id(
+    Layer("S1", "ESPCN ×2 tail, 16×16 crop", 32, 1, 2, 1, 16, 16),
+    Layer("S2", "Real-ESRGAN compact ×4 head, 64×64 tile", 64, 3, 4, 1, 64, 64),
+    Layer("S3", "×2 RGB head, 48×48 thumbnail", 32, 3, 2, 1, 48, 48),
+)
 
 ZOOS: dict[str, dict[str, Layer]] = {"paper": LAYERS, "heldout": HELDOUT, "small": SMALL}
 if len({lid for zoo in ZOOS.values() for lid in zoo}) != sum(map(len, ZOOS.values())):
