@@ -33,6 +33,32 @@ def test_every_variant_computes_the_trained_output(espcn_rows):
     assert all(r.paired_speedup > 0 and r.paired_low is None for r in espcn_rows)
 
 
+def test_timed_compiled_models_run_inductors_default_kernels(monkeypatch):
+    """The profiled copies (compiled with Inductor's kernels named) must not serve the timed
+    models: Dynamo's cache would hand a copy's graph to any model of the same structure."""
+    seen: dict = {}
+    real = M.interleaved_times
+
+    def spy(variants, *args, **kwargs):
+        from torch.profiler import ProfilerActivity, profile
+
+        for key, fn in variants.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            seen[key] = {e.name for e in prof.events()}
+        return real(variants, *args, **kwargs)
+
+    monkeypatch.setattr(M, "interleaved_times", spy)
+    spec = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight)
+    rows = M.measure_model(spec, "revd2", repeats=1, warmup=1)
+    assert {(r.variant, r.mode) for r in rows} == set(seen)
+    for (variant, mode), names in seen.items():
+        if mode == "compile":
+            assert not [n for n in names if "cpp_fused" in n], (variant, names)
+    # while the profiled copies do name their kernels (the trained upsampler's shuffle)
+    assert next(r for r in rows if r.variant == "trained" and r.mode == "compile").upsampler_ms
+
+
 def test_profiler_finds_the_upsampling_layer(espcn_rows):
     """Trained: the 32→9 conv and the shuffle (Inductor's kernel included); converted: the op."""
     for r in espcn_rows:
