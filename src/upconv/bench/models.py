@@ -5,9 +5,10 @@ deconvolution run by ``algorithm``), each eager and compiled (``torch.compile``,
 timed interleaved in one process after warm-up (compilation happens there), medians. A
 profiler pass then attributes time to the upsampling layer inside each variant: the conv that
 feeds the pixel shuffle plus the shuffle itself (Inductor's generated kernels are named in the
-profile through ``cpp.enable_kernel_profile``, on separately compiled copies: the timed
-compilations keep Inductor's defaults) for the trained form, the ``upconv::deconv2d`` operator
-for the converted one.
+profile through ``cpp.enable_kernel_profile``, on copies compiled after the timing in a reset
+Dynamo cache: the timed compilations keep Inductor's defaults) for the trained form, the
+``upconv::deconv2d`` operator for the converted one. Converted variants are judged on the
+paired speed-up (:func:`~upconv.bench.measure.paired_ratio`).
 
 Nothing here sets an environment variable: the figures are those of a default process.
 """
