@@ -718,11 +718,11 @@ def deconv2d_revd2_compiled(
     else:
         y = torch.empty((n, c, *out_size), dtype=torch.float32)
     threads = torch.get_num_threads()
-    for body, blk in _launches(plan, x, bias, c, stride, padding, out_size, threads):
+    for body, blk, address in _launches(plan, x, bias, c, stride, padding, out_size, threads):
         blk[B_THREAD] = blk[B_NEXT] = 0  # the counters the threads take work from
         blk[B_X] = x.data_ptr()
         blk[B_Y] = y.data_ptr()
-        parallel.run(body, blk.ctypes.data, threads)
+        parallel.run(body, address, threads)
     if out is not None and y is not out:
         out.copy_(y)
         return out
@@ -738,8 +738,8 @@ class _Launches:
     writes the input and output addresses). Holds the plan and the bias weakly: an entry
     whose plan or bias is gone, or is not the call's, is rebuilt."""
 
-    def __init__(self, plan: Plan, bias: Tensor | None, blocks: list[tuple[int, np.ndarray]],
-                 keep: list[np.ndarray]) -> None:
+    def __init__(self, plan: Plan, bias: Tensor | None,
+                 blocks: list[tuple[int, np.ndarray, int]], keep: list[np.ndarray]) -> None:
         self.plan = weakref.ref(plan)
         self.bias = None if bias is None else weakref.ref(bias)
         self.blocks = blocks
@@ -757,8 +757,10 @@ _LOCAL = threading.local()
 
 
 def _launches(plan: Plan, x: Tensor, bias: Tensor | None, c: int, stride: IntPair,
-              padding: Pad4, out_size: IntPair, threads: int) -> list[tuple[int, np.ndarray]]:
-    """``(body address, block)`` per phase group for this call, from this thread's cache."""
+              padding: Pad4, out_size: IntPair, threads: int
+              ) -> list[tuple[int, np.ndarray, int]]:
+    """``(body address, block, block address)`` per phase group for this call, from this
+    thread's cache."""
     cache = getattr(_LOCAL, "launches", None)
     if cache is None:
         cache = _LOCAL.launches = {}
@@ -786,7 +788,7 @@ def _prepare(plan: Plan, x: Tensor, bias: Tensor | None, c: int, stride: IntPair
     for g in plan.groups:
         direct, pbias = _direct_bias(g, plan, b, stride, padding)
         blk, buffers = _block(g, plan, x, b, pbias, out_size, stride, padding, threads, staged)
-        blocks.append((_body(g.nb, g.nv, g.taps, staged, direct), blk))
+        blocks.append((_body(g.nb, g.nv, g.taps, staged, direct), blk, blk.ctypes.data))
         keep += [pbias, *buffers]
     return _Launches(plan, bias, blocks, keep)
 
