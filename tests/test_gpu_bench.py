@@ -89,7 +89,9 @@ def test_targets_from_measured_rows():
     res = {"rows": rows, "copy_bandwidth_gbs": 3000.0, "io_bytes": {"G1 fp16": 149_299_200},
            "energy": {"rows": [
                {"layer": "G1", "case": "C-SP cuDNN (NCHW)", "op": "C-SP", "uj_per_call": 90.0},
-               {"layer": "G1", "case": "REVD2 Triton (D-SP)", "op": "D-SP", "uj_per_call": 30.0}
+               {"layer": "G1", "case": "REVD2 Triton (D-SP)", "op": "D-SP", "uj_per_call": 45.0},
+               {"layer": "G1", "case": "REVD2 Triton (D-SP, channels_last)", "op": "D-SP",
+                "uj_per_call": 30.0},
            ]}}
     got = {(t["layer"], t["target"]): t for t in gpu_suite.evaluate_gpu_targets(res)}
     t = got["G1", "D-SP revd2 vs best cuDNN C-SP (each its faster input layout)"]
@@ -99,7 +101,8 @@ def test_targets_from_measured_rows():
     assert not got["G1", "D-NN revd2 vs conv_transpose2d"]["met"]
     assert got["G1", "auto (D-SP) vs best candidate"]["value"] == pytest.approx(0.909, abs=1e-3)
     assert got["G1", "D-SP revd2 % of memory bound"]["value"] == pytest.approx(49.8, abs=0.1)
-    assert got["G1", "energy per call: best C-SP / REVD2 (> 1: REVD2 lower)"]["value"] == 3.0
+    assert got["G1", "energy per call: best C-SP / best REVD2 D-SP (> 1: REVD2 lower)"][
+        "value"] == 3.0
     assert not any(layer == "G3" for layer, _ in got)  # unchecked outputs give no targets
 
 
@@ -139,12 +142,12 @@ def test_dry_run_of_the_phases(tmp_path, monkeypatch):
     res = json.loads(json_path.read_text())
     assert json_path.name == "gpu-cpu-dry-run.json" and md_path.is_file()
     assert {r["layer"] for r in res["rows"]} == {"G4"}
-    assert len(res["rows"]) == 13 and all(r["ok"] for r in res["rows"]), [
+    assert len(res["rows"]) == 14 and all(r["ok"] for r in res["rows"]), [
         (r["case"], r["rel_error"], r["note"]) for r in res["rows"] if not r["ok"]]
     assert all(r["ms"] > 0 and r["runs"] == 2 for r in res["rows"])
     assert [r["case"] for r in res["energy"]["rows"]][:2] == ["C-SP cuDNN (NCHW)",
                                                               "C-SP cuDNN (channels_last)"]
-    assert len(res["energy"]["rows"]) == 6 and res["energy"]["rows"][0]["model_uj"] > 0
+    assert len(res["energy"]["rows"]) == 7 and res["energy"]["rows"][0]["model_uj"] > 0
     assert res["phases"]["eager"].startswith("done") and res["phases"]["energy"].startswith(
         "done")
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
@@ -152,13 +155,16 @@ def test_dry_run_of_the_phases(tmp_path, monkeypatch):
                             repeats=2, device="cpu", scale=0.02, compile_layers=("G4",),
                             espcn=True)
     res = json.loads(json_path.read_text())
-    assert len(res["rows"]) == 13  # the eager rows stay
+    assert len(res["rows"]) == 14  # the eager rows stay
     assert {r["case"] for r in res["compile"]} >= {
         "torch.compile max-autotune C-SP (channels_last)", "upconv revd2 (D-SP)"}
     assert {r["mode"] for r in res["espcn"]} == {"compiled"} and all(
         r["ok"] for r in res["espcn"])
+    compiled = [r for r in res["espcn"] if r["case"].endswith("(torch.compile)")]
+    assert compiled and all(isinstance(r["kernels"], list) and r["kernels"] for r in compiled)
     text = md_path.read_text()
-    for section in ("## Targets", "## Layers", "## torch.compile", "## ESPCN", "## Energy"):
+    for section in ("## Targets", "## Layers", "## torch.compile", "## ESPCN", "## Energy",
+                    "### Compiled ESPCN: device time per call by kernel"):
         assert section in text
 
 
@@ -210,3 +216,26 @@ def test_gpu_machine_imports():
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"
+
+
+def test_kernel_breakdown_names_where_a_calls_time_goes():
+    x, w = torch.rand(1, 3, 32, 32), torch.rand(8, 3, 3, 3)
+    got = gpu_suite.kernel_breakdown(lambda: torch.nn.functional.conv2d(x, w).relu(),
+                                     torch.device("cpu"), calls=4, top=3)
+    assert isinstance(got, list) and 0 < len(got) <= 3
+    assert any("conv" in k["name"] for k in got)
+    assert all(k["us_per_call"] > 0 and k["count_per_call"] > 0 for k in got)
+    broken = gpu_suite.kernel_breakdown(lambda: 1 / 0, torch.device("cpu"))
+    assert broken.startswith("ZeroDivisionError")
+
+
+def test_report_lists_compiled_kernels():
+    from upconv.bench.gpu_report import _kernels
+
+    rows = [{"model": "espcn-x2", "case": "converted revd2 (torch.compile)",
+             "kernels": [{"name": "upconv|revd2", "us_per_call": 12.5, "count_per_call": 1}]},
+            {"model": "espcn-x2", "case": "trained (torch.compile)", "kernels": "RuntimeError"},
+            {"model": "espcn-x2", "case": "trained (eager)"}]
+    text = "\n".join(_kernels(rows))
+    assert "`upconv\\|revd2` | 12.50 | 1 |" in text and "not read: RuntimeError" in text
+    assert "trained (eager)" not in text and _kernels(rows[2:]) == []

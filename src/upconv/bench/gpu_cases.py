@@ -61,8 +61,10 @@ def upconv_cases(t: LayerTensors) -> list[GpuCase]:
     """``upconv.deconv2d`` with ``revd2`` (the Triton kernel on CUDA), ``tdc`` and ``auto``;
     D-SP also on a channels_last input (the kernel reads it in place)."""
     x_cl = t.x.contiguous(memory_format=CL)
+    # tdc on channels_last too: the conv + shuffle that `auto` weighs for such an input,
+    # beside cuDNN's own channels_last row
     plan = [("revd2", "SP", t.x), ("revd2", "SP", x_cl), ("revd2", "NN", t.x),
-            ("tdc", "SP", t.x), ("tdc", "NN", t.x),
+            ("tdc", "SP", t.x), ("tdc", "SP", x_cl), ("tdc", "NN", t.x),
             ("auto", "SP", t.x), ("auto", "SP", x_cl), ("auto", "NN", t.x)]
     cases = []
     for algo, fun, x in plan:

@@ -84,9 +84,28 @@ def markdown(res: dict) -> str:
             out.append(f"| {r['model']} | {shape} | {r['dtype']} | {r['mode']} | {r['case']} | "
                        f"{_f(r['ms'])} | {_f(r.get('compile_s'), 1)} | {_e(r['rel_error'])} | "
                        f"{'yes' if r['ok'] else '**no**'} |")
+    out += _kernels(res.get("espcn", []))
     out += _energy(res.get("energy"))
     out += _tuning(res.get("tuning", []))
     return "\n".join(out) + "\n"
+
+
+def _kernels(rows: list[dict]) -> list[str]:
+    """The compiled ESPCN rows' device time by kernel (``kernel_breakdown``)."""
+    rows = [r for r in rows if "kernels" in r]
+    if not rows:
+        return []
+    out = ["", "### Compiled ESPCN: device time per call by kernel (torch.profiler)", "",
+           "| model | case | kernel | µs per call | launches per call |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        if isinstance(r["kernels"], str):
+            out.append(f"| {r['model']} | {r['case']} | not read: {r['kernels']} | | |")
+            continue
+        for k in r["kernels"]:
+            name = k["name"].replace("|", "\\|")
+            out.append(f"| {r['model']} | {r['case']} | `{name}` | {k['us_per_call']:.2f} | "
+                       f"{k['count_per_call']:g} |")
+    return out
 
 
 def _energy(section: dict | None) -> list[str]:
