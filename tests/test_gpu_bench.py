@@ -148,6 +148,7 @@ def test_dry_run_of_the_phases(tmp_path, monkeypatch):
     assert [r["case"] for r in res["energy"]["rows"]][:2] == ["C-SP cuDNN (NCHW)",
                                                               "C-SP cuDNN (channels_last)"]
     assert len(res["energy"]["rows"]) == 7 and res["energy"]["rows"][0]["model_uj"] > 0
+    assert res["host"]["layer"] == "G4" and "CPU" in res["host"]["rows"]  # no kernel here
     assert res["phases"]["eager"].startswith("done") and res["phases"]["energy"].startswith(
         "done")
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
@@ -239,3 +240,11 @@ def test_report_lists_compiled_kernels():
     text = "\n".join(_kernels(rows))
     assert "`upconv\\|revd2` | 12.50 | 1 |" in text and "not read: RuntimeError" in text
     assert "trained (eager)" not in text and _kernels(rows[2:]) == []
+
+
+def test_host_costs_need_the_triton_kernel():
+    from upconv.bench.gpu_host import host_costs
+    from upconv.bench.zoo import Layer
+
+    why = host_costs(Layer("T", "tiny", 4, 1, 2, 1, 8, 16), torch.float32, torch.device("cpu"))
+    assert isinstance(why, str) and "CPU" in why

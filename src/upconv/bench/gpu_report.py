@@ -85,6 +85,7 @@ def markdown(res: dict) -> str:
                        f"{_f(r['ms'])} | {_f(r.get('compile_s'), 1)} | {_e(r['rel_error'])} | "
                        f"{'yes' if r['ok'] else '**no**'} |")
     out += _kernels(res.get("espcn", []))
+    out += _host(res.get("host"))
     out += _energy(res.get("energy"))
     out += _tuning(res.get("tuning", []))
     return "\n".join(out) + "\n"
@@ -105,6 +106,19 @@ def _kernels(rows: list[dict]) -> list[str]:
             name = k["name"].replace("|", "\\|")
             out.append(f"| {r['model']} | {r['case']} | `{name}` | {k['us_per_call']:.2f} | "
                        f"{k['count_per_call']:g} |")
+    return out
+
+
+def _host(section: dict | None) -> list[str]:
+    """Host µs per call of the CUDA path, split (:mod:`upconv.bench.gpu_host`)."""
+    if not section:
+        return []
+    out = ["", f"## Host time per call, {section['layer']} {section['dtype']} D-SP "
+           "(back to back, no sync inside a block, median of 5 × 200 calls)", ""]
+    if isinstance(section["rows"], str):
+        return [*out, f"Not measured: {section['rows']}."]
+    out += ["| case | host µs per call |", "|---|---:|"]
+    out += [f"| {r['case']} | {r['us_per_call']:.1f} |" for r in section["rows"]]
     return out
 
 

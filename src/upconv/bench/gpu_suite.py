@@ -216,6 +216,15 @@ def run_eager(results: dict, device: torch.device, layers: Sequence[str],
         progress(f"{lid} {dtype_name}: checking and timing")
         _eager_layer(results, lid, dtype_name, device, clock, repeats, scale, b2b_calls)
         save()
+    if layers:  # where a small layer's host time goes (the b2b column's excess)
+        from .gpu_host import host_costs
+
+        lid = "L1" if "L1" in layers else layers[0]
+        layer = GPU_LAYERS[lid].scaled(scale) if scale != 1.0 else GPU_LAYERS[lid]
+        progress(f"{lid} {dtypes[0]}: host time per call")
+        results["host"] = {"layer": lid, "dtype": dtypes[0],
+                           "rows": host_costs(layer, DTYPES[dtypes[0]], device)}
+        save()
 
 
 def _eager_layer(results: dict, lid: str, dtype_name: str, device: torch.device,
