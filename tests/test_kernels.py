@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import deconv_problems
 
 import upconv
@@ -610,3 +611,42 @@ def test_lane_override_needs_its_own_numba_cache():
     done = subprocess.run([sys.executable, "-c", "import upconv.kernels._simd"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "NUMBA_CACHE_DIR" in done.stderr
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 4), sh=st.integers(1, 4), sw=st.integers(1, 4),
+       h=st.integers(1, 6), w=st.integers(1, 6))
+def test_depth_to_space_channels_last_is_a_pixel_shuffle(n, c, sh, sw, h, w):
+    from upconv.algorithms._common import depth_to_space, depth_to_space_channels_last
+
+    z = torch.randn(n, c * sh * sw, h, w).contiguous(memory_format=torch.channels_last)
+    got = depth_to_space_channels_last(z, (sh, sw))
+    assert torch.equal(got, depth_to_space(z.contiguous(), (sh, sw)))
+    if sh == sw:
+        assert torch.equal(got, F.pixel_shuffle(z.contiguous(), sh))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ["tdc-torch", "tdc-torch-nhwc"])
+def test_tdc_writes_a_channels_last_result_in_one_copy(name, monkeypatch):
+    """Where the operator returns channels_last (a channels_last CUDA input), TDC shuffles
+    straight into that layout: the result needs no second, transposing copy."""
+    from upconv.kernels import torch_paths
+
+    x = torch.randn(2, 5, 7, 6).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(5, 3, 6, 6), torch.randn(3, 2, 2)
+    want = oracle(x, w, b, (2, 2), (2, 2, 2, 2), (0, 0))
+    with torch.no_grad():
+        plain = run(FAST_PATHS[name], x, w, b, 2, 2)  # a CPU input: pixel_shuffle, as before
+        monkeypatch.setattr(torch_paths, "output_memory_format",
+                            lambda t: torch.channels_last)
+        shuffles = []
+        one_copy = torch_paths.depth_to_space_channels_last
+        monkeypatch.setattr(torch_paths, "depth_to_space_channels_last",
+                            lambda *a: shuffles.append(1) or one_copy(*a))
+        got = run(FAST_PATHS[name], x, w, b, 2, 2)
+        assert shuffles  # not pixel_shuffle's NCHW result (off the CPU) copied once more
+    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(plain, want, **TOL)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    assert got.contiguous(memory_format=torch.channels_last).data_ptr() == got.data_ptr()

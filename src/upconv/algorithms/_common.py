@@ -57,3 +57,21 @@ def depth_to_space(z: Tensor, stride: IntPair) -> Tensor:
     c = csq // (sh * sw)
     z = z.reshape(n, c, sh, sw, h, w).permute(0, 1, 4, 2, 5, 3)
     return z.reshape(n, c, h * sh, w * sw)
+
+
+def depth_to_space_channels_last(z: Tensor, stride: IntPair) -> Tensor:
+    """:func:`depth_to_space` of a channels_last ``z``, the result channels_last, in one copy.
+
+    PyTorch's pixel shuffle (off the CPU) writes NCHW whatever its input's layout, so a
+    channels_last result would take a second, transposing copy; here the NHWC view
+    ``(N, H, W, C, sh, sw)`` is permuted to ``(N, H, sh, W, sw, C)`` and copied once, into
+    a channels_last result.
+    """
+    n, csq, h, w = z.shape
+    sh, sw = stride
+    c = csq // (sh * sw)
+    out = torch.empty((n, c, h * sh, w * sw), dtype=z.dtype, device=z.device,
+                      memory_format=torch.channels_last)
+    src = z.permute(0, 2, 3, 1).reshape(n, h, w, c, sh, sw).permute(0, 1, 4, 2, 5, 3)
+    out.permute(0, 2, 3, 1).view(n, h, sh, w, sw, c).copy_(src)
+    return out

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..algorithms._common import add_bias, depth_to_space
+from ..algorithms._common import add_bias, depth_to_space, depth_to_space_channels_last
 from ..algorithms.tdc import phase_kernels
+from ..functional import output_memory_format
 from ..shapes import IntPair, Pad4, phase_outputs
 from .weight_cache import derived
 
@@ -58,6 +59,8 @@ def deconv2d_tdc_torch(
     for many channels), converting ``x`` first when it is not already channels_last.
     """
     (sh, sw), (top, _, left, _), (oh, ow) = stride, padding, out_size
+    # the layout the operator returns (channels_last for a channels_last CUDA input)
+    channels_last_out = output_memory_format(x) == torch.channels_last
     # (C·sh·sw, Cin, Th, Tw), rotated; rebuilding them costs more than a small conv
     def make() -> Tensor:
         return phase_kernels(weight, stride).contiguous(memory_format=memory_format)
@@ -85,7 +88,15 @@ def deconv2d_tdc_torch(
         phases = F.conv2d(x, kernels, folded, padding=(pads[0], pads[2]))
     else:  # F.pad crops where negative
         phases = F.conv2d(F.pad(x, (pads[2], pads[3], pads[0], pads[1])), kernels, folded)
-    full = F.pixel_shuffle(phases, sh) if sh == sw else depth_to_space(phases, stride)
+    if channels_last_out and phases.is_contiguous(memory_format=torch.channels_last):
+        # straight to the channels_last result: pixel_shuffle would write NCHW, and the
+        # operator would then transpose it (measured on an H200: tdc on channels_last
+        # 0.30 ms against 0.235 for cuDNN's conv + shuffle, G2 fp16, 3 output channels)
+        full = depth_to_space_channels_last(phases, stride)
+    elif sh == sw:
+        full = F.pixel_shuffle(phases, sh)
+    else:
+        full = depth_to_space(phases, stride)
     r0, c0 = top - sh * qh_lo, left - sw * qw_lo  # where output (0, 0) sits in ``full``
     if (r0, c0) != (0, 0) or tuple(full.shape[-2:]) != (oh, ow):
         full = full[..., r0 : r0 + oh, c0 : c0 + ow]
