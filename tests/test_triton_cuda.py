@@ -306,3 +306,31 @@ def test_torch_compile_reaches_the_kernel_through_deconv2d():
         torch.testing.assert_close(torch.compile(edge, fullgraph=True)(x), want, rtol=1e-4,
                                    atol=1e-4)
         assert sum(tr.FALLBACKS.values()) == before  # the kernel ran, no fallback
+
+
+def test_compiled_espcn_hands_its_channels_last_trunk_to_the_kernel(monkeypatch):
+    """The GPU suite's compiled ESPCN ×2 (fp16, 540×960) ran the kernel at its NCHW speed
+    although the graph's convolutions ran channels_last: the operator must get the trunk's
+    layout as it is (the Inductor layout constraint in ``upconv.ops``)."""
+    import upconv.functional as UF
+    from upconv.sr import load_pretrained
+
+    model = load_pretrained("espcn-x2").to_deconv("revd2").to(DEV, torch.float16).eval()
+    layouts = []
+    original = UF.run
+
+    def spy(call, algorithm, out=None):
+        layouts.append("channels_last" if call.x.is_contiguous(
+            memory_format=torch.channels_last) and not call.x.is_contiguous() else
+            "nchw" if call.x.is_contiguous() else f"strides {call.x.stride()}")
+        return original(call, algorithm, out)
+
+    monkeypatch.setattr(UF, "run", spy)
+    torch._dynamo.reset()
+    x = torch.rand(1, 1, 540, 960, device=DEV, dtype=torch.float16)
+    with torch.no_grad():
+        want = model(x).float()
+        layouts.clear()
+        got = torch.compile(model, fullgraph=True)(x).float()
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+    assert layouts == ["channels_last"], layouts
