@@ -4,8 +4,8 @@ bundled ptxas turn each representative variant into a cubin, within H100's share
 The interpreter tests check what the kernel computes; these check that the compiled path
 accepts every code path the launcher can choose (tensor-core dot per dtype, the float32
 TF32 and 3×TF32 dots, FMA, unrolled and pipelined tap loops, channels_last, uneven channel steps,
-the tile shuffled into output rows before its store,
-gathered bias, phases split by tap pattern)."""
+the tile shuffled into output rows before its store, an NCHW input read through its
+channels_last copy, gathered bias, phases split by tap pattern)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,10 @@ VARIANTS = {
         lambda: sub_pixel(64, 3, 4, torch.float32, "channels_last"),
         tp.Config(4, 64, 64, 32, True, num_warps=8, num_stages=3, flat=True, shuffle=True),
         "tf32"),
+    "fp16 dot, NCHW input read through its channels_last copy (G1)": (
+        lambda: sub_pixel(32, 1, 2, torch.float16),
+        tp.Config(4, 64, 16, 32, True, num_stages=3, flat=True, shuffle=True,
+                  nhwc_input=True)),
     "fp32 FMA, few channels": (
         lambda: sub_pixel(3, 1, 2, torch.float32), tp.Config(2, 64, 4, 4, False, flat=True)),
 }

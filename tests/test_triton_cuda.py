@@ -110,7 +110,9 @@ def candidates(call):
                                 tp.mixed_taps((kh, kw), call.stride, call.padding,
                                               call.out_size),
                                 tp.shuffle_phases((kh, kw), call.stride, call.padding,
-                                                  call.out_size))
+                                                  call.out_size),
+                                call.x.is_contiguous() and not call.x.is_contiguous(
+                                    memory_format=torch.channels_last))
 
 
 # the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 160 input: several tiles,

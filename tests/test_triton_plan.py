@@ -3,6 +3,7 @@ and how the package behaves without Triton."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -123,14 +124,21 @@ def test_slot_bias_is_the_periodic_bias_at_each_phase():
     (32, 4, 1920, False), (64, 48, 960, True), (64, 256, 960, False), (16, 12, 960, False),
     (3, 2, 5, True), (1, 1, 1, False), (80, 200, 30, True)])
 @pytest.mark.parametrize("shuffle", [None, (2, 2), (4, 4)])
+@pytest.mark.parametrize("nchw", [False, True])
 def test_candidate_configs_are_valid_kernel_variants(dtype, cin, slots, grid_w, mixed,
-                                                     shuffle):
+                                                     shuffle, nchw):
     """Every candidate is a power-of-two tile that ``tl.dot`` accepts (M, N, K ≥ 16) or an FMA
     tile small enough for registers; slot blocks never exceed 128; split only when mixed;
-    a shuffled store only where asked for, on blocks of whole channels."""
+    a shuffled store only where asked for, on blocks of whole channels; a channels_last copy
+    of the input only for NCHW inputs, on pipelined tiles that are candidates as they are."""
     shuffle = None if mixed else shuffle
-    configs = tt.candidate_configs(dtype, cin, slots, grid_w, mixed, shuffle)
-    assert configs and len(configs) == len(set(configs)) and len(configs) <= 10
+    configs = tt.candidate_configs(dtype, cin, slots, grid_w, mixed, shuffle, nchw)
+    assert configs and len(configs) == len(set(configs)) and len(configs) <= 12
+    via = [c for c in configs if c.nhwc_input]
+    assert bool(via) == nchw and len(via) <= 2 and not configs[0].nhwc_input
+    assert all(c.flat and c.num_stages == 3 and c.dot for c in via)
+    plain = {dataclasses.replace(c, nhwc_input=False) for c in via}
+    assert plain <= set(configs)
     assert all(not c.shuffle or c.block_n % (shuffle[0] * shuffle[1]) == 0 for c in configs)
     assert any(c.shuffle for c in configs) == (shuffle is not None and any(
         c.block_n % (shuffle[0] * shuffle[1]) == 0 for c in configs if c.dot))

@@ -62,7 +62,9 @@ def configs_for(call, wide: bool = False) -> list[tp.Config]:
     slots = tp.slot_count(c, (kh, kw), call.stride, call.padding, call.out_size)
     mixed = tp.mixed_taps((kh, kw), call.stride, call.padding, call.out_size)
     shuffle = tp.shuffle_phases((kh, kw), call.stride, call.padding, call.out_size)
-    return tt.candidate_configs(call.x.dtype, cin, slots, 1000 if wide else 8, mixed, shuffle)
+    nchw = call.x.is_contiguous() and not call.x.is_contiguous(memory_format=torch.channels_last)
+    return tt.candidate_configs(call.x.dtype, cin, slots, 1000 if wide else 8, mixed, shuffle,
+                                nchw)
 
 
 def layout(x, name: str):
@@ -322,3 +324,31 @@ def test_unsupported_reasons(monkeypatch):
     assert "meta" in tr.unsupported_reason(x.to("meta"), w.to("meta"), None)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "CPU" in tr.unsupported_reason(x, w, None)
+
+
+@pytest.mark.parametrize("r,bias,crop", [((2, 2), "periodic", None), ((3, 3), "channel", None),
+                                         ((2, 3), "none", (2, 1, 0, 3))])
+def test_nchw_input_read_through_a_channels_last_copy(r, bias, crop):
+    """The ``nhwc_input`` candidates: offered for NCHW inputs only; the launch copies the input
+    to channels_last (the input itself untouched) and computes the same result."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 5, 9, generator=g, dtype=torch.float16)
+    w = torch.randn(16, 3, 2 * r[0], 2 * r[1], generator=g, dtype=torch.float16)
+    b = {"none": None, "channel": torch.randn(3, generator=g, dtype=torch.float16),
+         "periodic": torch.randn(3, *r, generator=g, dtype=torch.float16)}[bias]
+    padding = crop or (r[0] // 2, r[0] // 2, r[1] // 2, r[1] // 2)
+    call = check_deconv(x, w, b, r, padding)
+    via = [c for c in configs_for(call) if c.nhwc_input]
+    assert via and all("via-nhwc" in c.label() for c in via)
+    cl = check_deconv(x.contiguous(memory_format=torch.channels_last), w, b, r, padding)
+    assert not any(c.nhwc_input for c in configs_for(cl))
+    want = oracle(x, w, b, r, padding)
+    before = x.clone()
+    for config in via:
+        prepared = tr.prepare(x, w, b, call.stride, call.padding, call.out_size, config)
+        assert all(tuple(args[-4:]) == tr.channels_last_strides(x.shape)
+                   for _, args, _ in prepared)
+        got = tr.run_config(x, w, b, call.stride, call.padding, call.out_size, config)
+        assert got.is_contiguous()  # the output keeps the input's layout
+        assert_matches(got, want, torch.float16)
+    assert torch.equal(x, before)

@@ -48,7 +48,10 @@ class Config:
     path; ``merged``: one launch over all tap patterns (see the module docstring); ``flat``:
     taps and channel steps as one loop (software-pipelined with ``num_stages``) instead of
     unrolled taps; ``shuffle``: the tile is rearranged into output rows before it is stored
-    (:func:`shuffle_phases` says where that applies).
+    (:func:`shuffle_phases` says where that applies); ``nhwc_input``: an NCHW input is copied
+    to channels_last first (one pass over the input, a temporary the input's size) and read
+    as such (16-byte loads along the channels instead of one element per thread for every
+    shifted tap; a tuning candidate, chosen only where it measures faster).
     """
 
     block_h: int
@@ -61,6 +64,7 @@ class Config:
     num_stages: int = 2
     flat: bool = False
     shuffle: bool = False
+    nhwc_input: bool = False
 
     @property
     def block_m(self) -> int:
@@ -71,8 +75,9 @@ class Config:
         mode = "merged" if self.merged else "split"
         loop = " flat" if self.flat else ""
         store = " shuffle" if self.shuffle else ""
+        via = " via-nhwc" if self.nhwc_input else ""
         return (f"{kind} {self.block_h}x{self.block_w}x{self.block_n}x{self.block_k} {mode} "
-                f"w{self.num_warps} s{self.num_stages}{loop}{store}")
+                f"w{self.num_warps} s{self.num_stages}{loop}{store}{via}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ convolutions (``torch.backends.cudnn.conv.fp32_precision = "ieee"``, or the olde
 ``torch.backends.cudnn.allow_tf32 = False``). The accumulator starts at zero, receives the
 (per-slot or gathered periodic) bias, and every output is stored once, straight to its
 interleaved position ``(fh + sh·qh − top, fw + sw·qw − left)`` through the output's strides:
-no temporaries the size of a feature map, no pixel-shuffle pass. All slots of a tile run in
+no temporaries the size of a feature map (except a channels_last copy of an NCHW input, a
+tuning candidate taken only where it measures faster: ``Config.nhwc_input``), no
+pixel-shuffle pass. All slots of a tile run in
 adjacent programs, so the input tile comes from DRAM once and from L2 for the other slot
 blocks.
 
@@ -163,7 +165,7 @@ def prepare(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, pad
         bph, bpw = bias.shape[1:]
     else:
         gathered, bph, bpw = None, 1, 1
-    sx = x.stride()
+    sx = channels_last_strides(x.shape) if config.nhwc_input else x.stride()
     out = []
     for i, launch in enumerate(launches):
         s = launch.slots
@@ -213,11 +215,21 @@ def _stores_aligned(y: Tensor, align: int) -> bool:
             and y.data_ptr() % 16 == 0)
 
 
+def channels_last_strides(shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int, int]:
+    """The strides of a dense channels_last tensor of ``shape (N, C, H, W)``."""
+    _, c, h, w = shape
+    return (h * w * c, 1, w * c, c)
+
+
 def launch_all(prepared: list[tuple[tuple, tuple, dict]], x: Tensor, y: Tensor) -> Tensor:
-    """Run prepared launches on ``x`` into ``y`` (a shuffled store prepared for aligned rows
-    runs unaligned into an ``out`` whose rows are not)."""
+    """Run prepared launches on ``x`` into ``y``. Launches prepared for other input strides
+    (``Config.nhwc_input``) get a copy of ``x`` in those strides first; a shuffled store
+    prepared for aligned rows runs unaligned into an ``out`` whose rows are not."""
     fn = kernel()
     ys = y.stride()
+    if prepared and tuple(prepared[0][1][-4:]) != x.stride():
+        x = torch.empty_strided(x.shape, prepared[0][1][-4:], dtype=x.dtype,
+                                device=x.device).copy_(x)
     for grid, args, meta in prepared:
         wpack, bias_t, c, fh, fw, sbias, *ints = args
         if meta["ALIGN"] > 1 and not _stores_aligned(y, meta["ALIGN"]):
