@@ -339,3 +339,35 @@ def test_output_layout_follows_a_channels_last_input_on_cuda_only():
         assert upconv.deconv2d(x, torch.randn(4, 3, 4, 4), None, 2, 1,
                                algorithm=algorithm).is_contiguous()
     assert UF.output_memory_format(x) == torch.contiguous_format
+
+
+def test_plain_calls_validate_once_per_signature(monkeypatch):
+    """A repeated plain call reuses its validated geometry; a new shape, layout, dtype or
+    geometry is validated anew, bad input raises every time (nothing is kept for it), and a
+    bool never passes for an int it equals."""
+    checks = []
+    original = UF.check_deconv
+    monkeypatch.setattr(UF, "check_deconv", lambda *a, **k: checks.append(1) or original(*a, **k))
+    UF._KNOWN.clear()
+    x, w, b = torch.randn(1, 4, 5, 6), torch.randn(4, 2, 4, 4), torch.randn(2, 2, 2)
+    want = UF.deconv2d_standard_ops(x, w, b, (2, 2), (1, 1, 1, 1), (0, 0))
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(upconv.deconv2d(x, w, b, 2, 1), want)
+        assert len(checks) == 1
+        upconv.deconv2d(x.contiguous(memory_format=torch.channels_last), w, b, 2, 1)
+        upconv.deconv2d(x[..., :5], w, b, 2, 1)
+        upconv.deconv2d(x.double(), w.double(), b.double(), 2, 1)
+        upconv.deconv2d(x, w, b, 2, 2)
+        assert len(checks) == 5
+        upconv.deconv2d(x, w, b, [2, 2], [1, 1])  # lists: validated every call
+        upconv.deconv2d(x, w, b, [2, 2], [1, 1])
+        assert len(checks) == 7
+        for _ in range(2):
+            with pytest.raises(ValueError, match="channels"):
+                upconv.deconv2d(torch.randn(1, 3, 5, 6), w, b, 2, 1)
+        with pytest.raises(TypeError, match="bool"):
+            upconv.deconv2d(x, w, b, 2, 1, groups=True)
+        with pytest.raises(TypeError, match="bool"):
+            upconv.deconv2d(x, w, b, (True, 2), 1)
+    assert all(not isinstance(k[8], list) for k in UF._KNOWN)
