@@ -91,7 +91,9 @@ def unsupported_reason(x: Tensor, weight: Tensor, bias: Tensor | None,
     if x.ndim != 4 or weight.ndim != 4:
         return "x and weight must be 4-D"
     out = 0 if out_size is None else x.shape[0] * weight.shape[1] * out_size[0] * out_size[1]
-    if max(_span(x), out) > MAX_ELEMENTS:
+    # a dense input spans its element count; others are measured
+    dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+    if max(x.numel() if dense else _span(x), out) > MAX_ELEMENTS:
         return "tensors exceed 32-bit indexing (2**31 elements)"
     return None
 

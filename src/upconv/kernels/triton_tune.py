@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..shapes import IntPair, Pad4
 from . import triton_plan as tp
+from .triton_revd2 import float32_as_tf32, interpreting
 from .weight_cache import derived
 
 SCHEMA = "3"
@@ -125,8 +126,6 @@ def _layout(t: Tensor) -> str:
 
 def _tf32(x: Tensor) -> bool:
     """Whether a float32 call runs its products in TF32 (not 3×TF32)."""
-    from .triton_revd2 import float32_as_tf32
-
     return x.dtype == torch.float32 and float32_as_tf32()
 
 
@@ -200,7 +199,7 @@ def tune(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, paddin
     flush, median of 15: :meth:`~upconv.kernels.device_timing.DeviceClock.median`).
     """
     from .torch_paths import deconv2d_tdc_torch
-    from .triton_revd2 import launch_all, new_output, prepare
+    from .triton_revd2 import launch_all, new_output, prepare  # late: tests replace them
 
     if timer is None:
         from .device_timing import DeviceClock
@@ -241,8 +240,6 @@ def choose_config(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPai
                   padding: Pad4, out_size: IntPair) -> tp.Config:
     """The configuration for this call: cached, else tuned on the device (first candidate
     under the interpreter or with ``UPCONV_TRITON_TUNE=0``)."""
-    from .triton_revd2 import interpreting
-
     cin, c, kh, kw = weight.shape
     slots = tp.slot_count(c, (kh, kw), stride, padding, out_size)
     qw = tp.phase_grid(stride[1], padding[2], out_size[1])
@@ -276,13 +273,14 @@ def prepared_call(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPai
     """The call's launches (:func:`~upconv.kernels.triton_revd2.prepare` under its chosen
     config), kept with the weight per input signature, geometry and bias, so that a repeated
     call costs a dictionary lookup."""
-    from .triton_revd2 import interpreting, prepare
-
     bias_id = None if bias is None else (id(bias), bias._version, bias.data_ptr())
-    key = ("triton-call", tuple(x.shape), x.stride(), x.dtype, x.device, stride, padding,
-           out_size, bias_id, interpreting(), _tf32(x))
+    device = x.device
+    key = ("triton-call", x.shape, x.stride(), x.dtype, device, stride, padding, out_size,
+           bias_id, device.type == "cpu" and interpreting(), _tf32(x))
 
     def make():
+        from .triton_revd2 import prepare  # late: tests replace it
+
         config = choose_config(x, weight, bias, stride, padding, out_size)
         return (None if bias is None else weakref.ref(bias),
                 prepare(x, weight, bias, stride, padding, out_size, config))
