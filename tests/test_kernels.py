@@ -526,15 +526,37 @@ def test_transpose_tile_and_staging_of_channels_last_rows():
         x = torch.randn(2, cin, h, w).contiguous(memory_format=torch.channels_last)
         depth, line = 2, staged_pitch(w)
         ring = np.full(2 * depth * cin * line, np.nan, np.float32)
-        state = np.array([-1, -1])
+        state = np.full(3, -1)
         flat = x.permute(0, 2, 3, 1).reshape(-1).numpy()
         s = x.stride()
-        _stage_rows(flat, s[0], s[1], s[2], s[3], cin, h, w, 1, 1, depth, ring, state)
-        for i in (0, 1):  # rows 0 and 1 of image 1, in both copies of their slots
-            want = x[1, :, i].numpy()
-            for slot in (i % depth, i % depth + depth):
-                got = ring[slot * cin * line:(slot + 1) * cin * line].reshape(cin, line)
-                np.testing.assert_array_equal(got[:, :w], want)
+        at = _stage_rows(flat, s[0], s[1], s[2], s[3], cin, h, w, 1, 1, depth, ring, state)
+        for i in (0, 1):  # rows 1 and 0 of image 1, one row stride apart below row 1's offset
+            want = x[1, :, 1 - i].numpy()
+            got = ring[at - i * cin * line:at - i * cin * line + cin * line].reshape(cin, line)
+            np.testing.assert_array_equal(got[:, :w], want)
+
+
+@pytest.mark.parametrize("depth,rows_per_tap", [(3, 2), (2, 2), (1, 2), (3, 1), (4, 3)])
+def test_staging_ring_walks_rows_and_moves_what_it_keeps(depth, rows_per_tap):
+    """A thread walking rows (and restarting, and changing image) always finds the rows a
+    task reads, one row stride apart below the returned offset; rows are written once, and
+    when the ring is full the rows still needed move to its front."""
+    import numpy as np
+
+    from upconv.kernels.revd2 import _stage_rows, staged_pitch
+
+    cin, h, w = 5, 11, 9
+    x = torch.randn(2, cin, h, w).contiguous(memory_format=torch.channels_last)
+    flat, s, line = x.permute(0, 2, 3, 1).reshape(-1).numpy(), x.stride(), staged_pitch(w)
+    ring = np.full(rows_per_tap * depth * cin * line, np.nan, np.float32)
+    state = np.full(3, -1)
+    walk = [(0, q) for q in range(h + depth)] + [(0, 4), (0, 5), (1, 2), (1, 3), (0, 9)]
+    for n, qh in walk:
+        at = _stage_rows(flat, s[0], s[1], s[2], s[3], cin, h, w, n, qh, depth, ring, state)
+        for t in range(depth):
+            if 0 <= qh - t < h:
+                got = ring[at - t * cin * line:at - (t - 1) * cin * line].reshape(cin, line)
+                np.testing.assert_array_equal(got[:, :w], x[n, :, qh - t].numpy())
 
 
 def test_channels_last_with_phases_no_tap_reaches():

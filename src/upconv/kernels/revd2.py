@@ -225,48 +225,62 @@ def _aligned_empty(shape: tuple[int, int]) -> np.ndarray:
     return raw[skip : skip + n].reshape(shape)
 
 
+#: Rows a thread's staging ring holds per tap row of the window (see :func:`_stage_rows`).
+RING_ROWS_PER_TAP = 2
+
+
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
 def _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, depth, ring, state):
-    """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like.
+    """Copy the input rows row ``qh`` reads (``qh − depth < i ≤ qh``) into ``ring``, NCHW-like;
+    return the offset in ``ring`` where row ``qh`` sits (rows ``qh − 1, qh − 2, …`` one row
+    stride below it, as :func:`strip_fma` reads them).
 
     For inputs whose columns are not contiguous (channels_last): ``x`` is the input's memory,
     element ``(n, ic, i, col)`` at ``n·s_n + ic·s_c + i·s_h + col·s_w``. ``ring`` is one
-    thread's ``2·depth`` row slots of ``Cin × P`` floats, ``P = staged_pitch(W)`` (whole
-    vectors per channel line, so tile stores are aligned); row ``i`` goes to slots
-    ``i % depth`` and ``i % depth + depth``, so rows ``qh, qh − 1, …`` sit at slot
-    ``qh % depth + depth`` and below: one row stride, as :func:`strip_fma` reads them.
-    ``state = (n, rows staged up to)``: a thread walking consecutive rows copies one new row
-    per call. With contiguous channels (channels_last) the copy is a transpose of
+    thread's ``R = RING_ROWS_PER_TAP·depth`` row slots of ``Cin × P`` floats,
+    ``P = staged_pitch(W)`` (whole vectors per channel line, so tile stores are aligned).
+    Row ``i`` sits in slot ``i − base``, written once; when the next row would not fit, the
+    rows still needed (at most ``depth − 1``) move to the front and ``base`` follows
+    (``depth − 1`` row copies per ``R − depth + 1`` staged rows, instead of writing every row
+    twice). ``state = (n, rows staged up to, base)``: a thread walking consecutive rows copies
+    one new row per call. With contiguous channels (channels_last) the copy is a transpose of
     ``LANES × LANES`` tiles in registers (:func:`~upconv.kernels._simd.transpose_tile`);
     what the tiles leave (and other layouts) is copied element by element.
     """
-    if depth == 0:  # a group of phases no tap reaches reads no input
-        return
     pitch = staged_pitch(w_in)
     block = cin * pitch
-    mirror = depth * block
+    if depth == 0:  # a group of phases no tap reaches reads no input
+        return 0
+    capacity = ring.size // block
     lo = max(0, qh - depth + 1)
     hi = min(qh + 1, h_in)
-    start = state[1] if (state[0] == n and lo <= state[1] <= hi) else lo
+    if state[0] == n and state[2] <= lo <= state[1] <= hi:
+        start, base = state[1], state[2]
+    else:
+        start, base = lo, lo
+    if hi - base > capacity:  # the rows still needed, [lo, start), to the front
+        for k in range((start - lo) * block):
+            ring[k] = ring[(lo - base) * block + k]
+        base = lo
     tiled = s_c == 1
     w_full = w_in - w_in % LANES if tiled else 0
     c_full = cin - cin % LANES if tiled else 0
     for i in range(start, hi):
-        slot = (i % depth) * block
-        base = n * s_n + i * s_h
+        slot = (i - base) * block
+        at_row = n * s_n + i * s_h
         for c0 in range(0, w_full, LANES):
             for ic0 in range(0, c_full, LANES):
-                transpose_tile(x, base + c0 * s_w + ic0, s_w, ring, slot + ic0 * pitch + c0,
-                               pitch, mirror)
+                transpose_tile(x, at_row + c0 * s_w + ic0, s_w, ring, slot + ic0 * pitch + c0,
+                               pitch, 0)
         for ic in range(cin):  # what the tiles leave: the last channels, the last columns
-            at = base + ic * s_c
+            at = at_row + ic * s_c
             dst = slot + ic * pitch
             for col in range(0 if ic >= c_full else w_full, w_in):
-                v = x[at + col * s_w]
-                ring[dst + col] = v
-                ring[dst + col + mirror] = v
+                ring[dst + col] = x[at + col * s_w]
     state[0] = n
     state[1] = hi
+    state[2] = base
+    return (qh - base) * block
 
 
 @numba.njit(cache=True, fastmath=True, boundscheck=False)
@@ -364,8 +378,8 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
                  bias, y, row, ring, ring_state, sh, sw, top, left, qh_lo, qh_hi, qw_lo, qw_hi,
                  ic_block, task_lo, task_hi, nb, nv, taps, direct, sets, pbias):
     """:func:`_rows` for inputs whose columns are strided (channels_last): the thread first
-    copies the rows a task reads into its ``ring (2·Th·Cin·staged_pitch(W))``
-    (:func:`_stage_rows`; ``ring_state (2,)`` starts at -1). A separate entry point, so that
+    copies the rows a task reads into its ``ring (RING_ROWS_PER_TAP·Th·Cin·staged_pitch(W))``
+    (:func:`_stage_rows`; ``ring_state (3,)`` starts at -1). A separate entry point, so that
     NCHW calls do not compile the staging."""
     literally(nb)
     literally(nv)
@@ -380,9 +394,9 @@ def _rows_staged(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, wpack, slots, slot_c, s
     for task in range(task_lo, task_hi):
         n = task // rows
         qh = qh_lo + task % rows
-        _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, th_n, ring, ring_state)
+        staged = _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, th_n, ring,
+                             ring_state)
         for chunk in range(slots.shape[0]):
-            staged = (qh % th_n + th_n) * cin * line if th_n else 0  # (th_n = 0 reads nothing)
             _chunk_row(ring, staged, line, cin * line, w_in, wpack,
                        chunk, ic_block, max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi,
                        row, pitch, nb, nv, taps, direct, flat, n * c * oh * ow, sw, left,
@@ -460,9 +474,10 @@ def _body(nb: int, nv: int, taps: str, staged: bool, direct: int) -> int:
             x, wpack, slots, slot_c, slot_fh, slot_fw, bias, y, sets, pbias = _unpack(blk)
             row = _thread_buffer(blk, thread, B_SCRATCH, B_SCRATCH_LEN)
             ring = _thread_buffer(blk, thread, B_RING, B_RING_LEN)
-            state = numba.carray(i64_ptr(blk[B_RING_STATE] + 16 * thread), (2,))
+            state = numba.carray(i64_ptr(blk[B_RING_STATE] + 32 * thread), (4,))
             state[0] = -1
             state[1] = -1
+            state[2] = -1
             tasks = blk[B_TASKS]
             t0, size = _grab(blk)
             while t0 < tasks:
@@ -803,9 +818,9 @@ def _block(g: PhaseGroup, plan: Plan, x: Tensor, b: np.ndarray, pbias: np.ndarra
     tasks = n * (g.qh[1] - g.qh[0])
     scratch_len = g.nb * row_pitch(qw_hi - qw_lo, g.nv)
     scratch = np.empty((threads, scratch_len), np.float32)
-    ring_len = 2 * depth * cin * staged_pitch(w) if staged else 0
+    ring_len = RING_ROWS_PER_TAP * depth * cin * staged_pitch(w) if staged else 0
     ring = _aligned_empty((threads, ring_len))
-    ring_state = np.empty((threads, 2), np.int64)
+    ring_state = np.empty((threads, 4), np.int64)
     x_len = 1 + sum((size - 1) * step for size, step in zip(x.shape, x.stride(), strict=True))
     (sh, sw), (top, _, left, _) = stride, padding
     blk = np.zeros(BLOCK_LEN, np.int64)
