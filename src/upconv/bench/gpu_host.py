@@ -88,7 +88,11 @@ def host_costs(layer: Layer, dtype: torch.dtype, device: torch.device, calls: in
     fn = triton_revd2.kernel()
     (grid, args, meta), *_ = prepared
     wpack, bias_t, c, fh, fw, sbias, *ints = args
-    launch_args = (t.x, wpack, y, bias_t, c, fh, fw, sbias, *ints, *y.stride())
+    # the input in the strides the launch was prepared for (a tuned ``nhwc_input`` config
+    # reads a channels_last copy, which ``launch_all`` makes per call)
+    x_ready = torch.empty_strided(t.x.shape, tuple(ints[-4:]), dtype=t.x.dtype,
+                                  device=t.x.device).copy_(t.x)
+    launch_args = (x_ready, wpack, y, bias_t, c, fh, fw, sbias, *ints, *y.stride())
 
     def call() -> torch.Tensor:
         return deconv2d(t.x, t.wd_sp, t.bd_sp, geo.stride, geo.padding, algorithm="revd2")
