@@ -397,3 +397,23 @@ def transpose_tile(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride
 
     sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64)
     return sig, codegen
+
+
+@intrinsic
+def move_floats(typingctx, array, dst_off, src_off, count):
+    """``array[dst_off : dst_off + count] = array[src_off : src_off + count]`` as one
+    ``llvm.memmove`` (overlap allowed): a vectorised block move, where numba compiles the
+    equivalent element loop to scalar copies. Offsets and count in elements; ``array`` a
+    float32 array."""
+    if not (isinstance(array, types.Array) and array.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        arr, dst, src, n = args
+        data = context.make_array(sig.args[0])(context, builder, arr).data
+        cgutils.raw_memmove(builder, builder.gep(data, [dst]), builder.gep(data, [src]), n, 4,
+                            align=4)
+        return context.get_dummy_value()
+
+    return types.void(array, types.int64, types.int64, types.int64), codegen
+

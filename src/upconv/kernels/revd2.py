@@ -54,7 +54,7 @@ from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
 from . import parallel
-from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, strip_fma, transpose_tile
+from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, move_floats, strip_fma, transpose_tile
 from .parallel import atomic_add, block_from, f32_ptr, i64_ptr
 from .weight_cache import derived
 
@@ -62,7 +62,7 @@ from .weight_cache import derived
 #: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
 #: keep running an old micro-kernel after those change. This digest of the two files (the
 #: tests check it) makes every change there a change here, and so a fresh compilation.
-KERNEL_SOURCES_SHA256 = "53030a504924c8f8c0dd8d4060377657a304a781a29a838e85d502afb8dceb46"
+KERNEL_SOURCES_SHA256 = "f3c0578264a5866367dd53cc7640218f924c7915d9b2870684a0dffab3245940"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
@@ -259,8 +259,7 @@ def _stage_rows(x, s_n, s_c, s_h, s_w, cin, h_in, w_in, n, qh, depth, ring, stat
     else:
         start, base = lo, lo
     if hi - base > capacity:  # the rows still needed, [lo, start), to the front
-        for k in range((start - lo) * block):
-            ring[k] = ring[(lo - base) * block + k]
+        move_floats(ring, 0, (lo - base) * block, (start - lo) * block)
         base = lo
     tiled = s_c == 1
     w_full = w_in - w_in % LANES if tiled else 0
