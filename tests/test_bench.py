@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from oracle import conv_transpose2d_oracle
@@ -21,7 +22,7 @@ from upconv.bench import (
     write_results,
 )
 from upconv.bench.cases import expected
-from upconv.bench.measure import interleaved_times, paired_ratio
+from upconv.bench.measure import interleaved_times, paired_ratio, pooled_paired_ratio
 from upconv.bench.suite import evaluate_targets
 from upconv.bench.zoo import make_tensors
 from upconv.cli import main
@@ -151,6 +152,33 @@ def test_paired_ratio_takes_each_ratio_within_a_round():
     assert paired_ratio([2.0, 3.0], [1.0, 1.0])[1:] == (None, None)
     with pytest.raises(ValueError, match="equal, non-empty"):
         paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_pooled_paired_ratio_counts_the_spread_between_processes():
+    rng = np.random.default_rng(1)
+    base = list(rng.uniform(1.0, 2.0, 40))
+
+    def process(speedup):  # rounds whose ratios scatter ±1 % around this process's speed-up
+        noise = rng.uniform(0.99, 1.01, len(base))
+        return base, [b / (speedup * f) for b, f in zip(base, noise, strict=True)]
+
+    # one process: paired_ratio's figures
+    one = process(1.02)
+    assert pooled_paired_ratio([one])[:3] == paired_ratio(*one)
+    # processes that agree: a tight interval around their common speed-up
+    mid, low, high, each = pooled_paired_ratio([process(1.02) for _ in range(4)])
+    assert 1.01 < low <= mid <= high < 1.03 and len(each) == 4
+    # processes that disagree (a process effect pairing within a process cannot cancel): the
+    # pooled rounds alone would give a narrow interval; the cluster bootstrap does not
+    groups = [process(s) for s in (0.97, 1.0, 1.03, 1.06)]
+    mid, low, high, each = pooled_paired_ratio(groups)
+    flat = paired_ratio([b for g in groups for b in g[0]], [n for g in groups for n in g[1]])
+    assert low < 1.0 < high and high - low > 2 * (flat[2] - flat[1])
+    assert each == pytest.approx([0.97, 1.0, 1.03, 1.06], abs=0.01)
+    with pytest.raises(ValueError, match="at least one"):
+        pooled_paired_ratio([])
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        pooled_paired_ratio([one, ([1.0], [])])
 
 
 def test_suite_interleaves_the_previous_conv(tiny_results):

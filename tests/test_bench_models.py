@@ -129,3 +129,41 @@ def test_cli_models_bad_ids_and_writes(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "models.json").read_text())
     assert {r["variant"] for r in data["rows"]} == {"trained", "converted"}
     assert (tmp_path / "models.md").read_text().startswith("# upconv whole-model benchmark")
+
+
+def test_rounds_from_other_processes_are_pooled(monkeypatch, capsys):
+    """The worker a fresh process runs prints its times as one JSON line; rounds from other
+    processes pool into the converted rows' paired figures."""
+    tiny = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight, (1, 1, 8, 8))
+    monkeypatch.setitem(M.MODELS, "T1", tiny)
+    M._main(["T1", "revd2", "3", "1", "5", "1"])
+    raw = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(raw) == {"trained/eager", "trained/compile", "converted/eager",
+                        "converted/compile"} and all(len(v) == 3 for v in raw.values())
+    other = {tuple(k.split("/")): v for k, v in raw.items()}
+    rows = M.measure_model(tiny, "revd2", repeats=3, warmup=1, more_rounds=[other, other])
+    for r in rows:
+        if r.variant == "converted":
+            assert r.processes == 3 and len(r.process_paired) == 3
+            assert r.process_paired[1] == r.process_paired[2]
+        else:
+            assert r.process_paired is None and r.paired_speedup == 1.0
+    assert "per process" in M.markdown(M.ModelResults(
+        {"date_utc": "d", "cpu": "x", "logical_cpus": 2, "threads": 1, "torch": "t",
+         "numba": "n", "upconv": "u", "load_average": None}, "revd2", 3, rows, processes=3))
+
+
+def test_a_failing_worker_process_is_reported(monkeypatch):
+    class Done:
+        returncode, stdout, stderr = 1, "", "Traceback ...\nKeyError: 'M9'"
+
+    monkeypatch.setattr(M.subprocess, "run", lambda *a, **k: Done())
+    with pytest.raises(RuntimeError, match=r"(?s)M9 in a new process failed .*KeyError"):
+        M.time_in_new_process("M9", "revd2", 3, 1, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        M.run_models(["M1"], processes=0)
+
+
+def test_cli_processes_goes_with_models():
+    res = CliRunner().invoke(main, ["bench", "--processes", "3", "--quick"])
+    assert res.exit_code != 0 and "--processes goes with --models" in res.output

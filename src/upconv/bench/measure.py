@@ -17,7 +17,8 @@ K = TypeVar("K", bound=Hashable)
 
 def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: int = 2,
                       gap_s: float = 0.0, settle_s: dict[K, float] | None = None,
-                      before: Callable[[], object] | None = None) -> dict[K, list[float]]:
+                      before: Callable[[], object] | None = None, seed: int = 0
+                      ) -> dict[K, list[float]]:
     """Seconds per call of every function, measured in rounds after ``warmup`` calls each.
 
     Each round runs every function once, in an order of its own (a seeded shuffle: the same
@@ -31,6 +32,7 @@ def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: 
     for longer than PyTorch's). ``before`` (untimed) runs right before every timed call, after
     the idle time: e.g. the PyTorch convolution that precedes the upsampler in a network, so
     each call starts as it would in a model, PyTorch's OpenMP workers still spinning.
+    ``seed`` seeds the rounds' orders.
     """
     names = list(fns)
     settle = settle_s or {}
@@ -40,7 +42,7 @@ def interleaved_times(fns: dict[K, Callable[[], object]], repeats: int, warmup: 
                 fns[name]()
         times: dict[K, list[float]] = {name: [] for name in names}
         previous = None
-        order = random.Random(0)
+        order = random.Random(seed)
         for _ in range(repeats):
             for name in order.sample(names, len(names)):
                 idle = max(gap_s, settle.get(previous, 0.0)) if previous is not None else gap_s
@@ -81,6 +83,41 @@ def paired_ratio(base: list[float], new: list[float], confidence: float = 0.95
     if not (np.isfinite(low) and np.isfinite(high)):
         return mid, None, None
     return mid, low, high
+
+
+def pooled_paired_ratio(groups: list[tuple[list[float], list[float]]],
+                        confidence: float = 0.95, resamples: int = 4000, seed: int = 0
+                        ) -> tuple[float, float | None, float | None, list[float]]:
+    """:func:`paired_ratio` over rounds measured in several processes: ``groups`` holds one
+    ``(base, new)`` pair of time lists per process. Returns ``(median, low, high,
+    per-process medians)``: the median of all the processes' per-round ratios, and a
+    ``confidence`` interval for it from a two-stage (cluster) bootstrap, processes drawn with
+    replacement and then rounds within each, since rounds of one process share that process's
+    state (its memory layout, which buffers page-fault) and are not independent draws. With a
+    single process, :func:`paired_ratio`'s order-statistics interval.
+    """
+    if not groups:
+        raise ValueError("pooled_paired_ratio needs at least one process's rounds")
+    ratios = []
+    for base, new in groups:
+        if len(base) != len(new) or not base:
+            raise ValueError(f"paired times need equal, non-empty lists, got {len(base)} and "
+                             f"{len(new)}")
+        ratios.append(np.asarray(base, dtype=float) / np.asarray(new, dtype=float))
+    per_process = [float(np.median(r)) for r in ratios]
+    if len(groups) == 1:
+        mid, low, high = paired_ratio(*groups[0], confidence=confidence)
+        return mid, low, high, per_process
+    mid = float(np.median(np.concatenate(ratios)))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    for i in range(resamples):
+        picked = rng.integers(len(ratios), size=len(ratios))
+        stats[i] = np.median(np.concatenate(
+            [rng.choice(ratios[k], size=len(ratios[k])) for k in picked]))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(stats, [tail, 1 - tail])
+    return mid, float(low), float(high), per_process
 
 
 def peak_sgemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:

@@ -16,7 +16,10 @@ Nothing here sets an environment variable: the figures are those of a default pr
 from __future__ import annotations
 
 import copy
+import json
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .measure import interleaved_times, machine_info, paired_ratio
+from .measure import interleaved_times, machine_info, pooled_paired_ratio
 
 
 class SRVGGCompact(nn.Module):
@@ -95,9 +98,14 @@ class ModelRow:
     max_abs_error: float  # vs the trained eager output
     #: median over rounds of trained / this, each from the same round (the targets' figure)
     paired_speedup: float = 1.0
-    #: its distribution-free 95 % interval; None for trained rows and too few rounds
+    #: its 95 % interval (distribution-free in one process, a cluster bootstrap over several);
+    #: None for trained rows and too few rounds
     paired_low: float | None = None
     paired_high: float | None = None
+    #: processes the paired figures pool (:func:`~upconv.bench.measure.pooled_paired_ratio`)
+    processes: int = 1
+    #: each process's own paired median (converted rows)
+    process_paired: list[float] | None = None
 
 
 @dataclass
@@ -108,6 +116,8 @@ class ModelResults:
     rows: list[ModelRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[dict] = field(default_factory=list)
+    #: processes each model was timed in (the paired figures pool them)
+    processes: int = 1
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,12 +158,11 @@ def _profile(fn: Callable[[], object], spec: ModelSpec, calls: int = 5) -> tuple
     return _upsampler_ms(prof.events(), spec, calls)
 
 
-def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
-                  warmup: int = 2, progress: Callable[[str], None] = lambda m: None
-                  ) -> list[ModelRow]:
-    """Time trained / converted × eager / compile of one model, interleaved; profile each."""
-    import torch._inductor.config as inductor_config
-
+def _timed_variants(spec: ModelSpec, algorithm: str, repeats: int, warmup: int,
+                    progress: Callable[[str], None], seed: int = 0):
+    """Build trained / converted × eager / compile of one model, warm them up and time them
+    interleaved. Returns ``(times, errors, trained, converted, x)``: seconds per call for each
+    ``(variant, mode)``, and each variant's max abs error against the trained eager output."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(spec.shape, generator=gen)
     trained = spec.build().eval()
@@ -175,30 +184,68 @@ def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
                 out = fn()
             errors[key] = float((out - want).abs().max())
         progress(f"{spec.id}: {repeats} interleaved rounds")
-        times = interleaved_times(variants, repeats, warmup=0)
+        times = interleaved_times(variants, repeats, warmup=0, seed=seed)
+    return times, errors, trained, converted, x
+
+
+def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
+                  warmup: int = 2, progress: Callable[[str], None] = lambda m: None,
+                  more_rounds: list[dict[tuple[str, str], list[float]]] | None = None
+                  ) -> list[ModelRow]:
+    """Time trained / converted × eager / compile of one model, interleaved; profile each.
+
+    ``more_rounds``: the same model's times from other processes (:func:`time_in_new_process`);
+    the paired speed-ups are then pooled over every process (:func:`pooled_paired_ratio`)."""
+    import torch._inductor.config as inductor_config
+
+    times, errors, trained, converted, x = _timed_variants(spec, algorithm, repeats, warmup,
+                                                           progress)
+    with torch.no_grad():
         # Profiled: copies compiled afresh, after the timing, with Inductor's kernels named in
         # the profile. Dynamo keys its cache on the forward's code and guards on the modules'
         # structure, not their identity, so a copy compiled earlier in the process would have
         # served the timed models too: until this was fixed, the timed compiled models ran the
         # profiling-instrumented graphs (~4 % slower for converted ESPCN, ~1 % for trained).
         torch._dynamo.reset()
-        profiled = {key: fn for key, fn in variants.items() if key[1] == "eager"}
+        profiled: dict[tuple[str, str], Callable[[], Tensor]] = {
+            (name, "eager"): (lambda m=model: m(x))
+            for name, model in (("trained", trained), ("converted", converted))}
         with inductor_config.patch({"cpp.enable_kernel_profile": True}):
             for name, model in (("trained", trained), ("converted", converted)):
                 named = torch.compile(copy.deepcopy(model), fullgraph=True)
                 named(x)
                 profiled[name, "compile"] = lambda c=named: c(x)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    every = [times, *(more_rounds or [])]
     rows = []
     for (variant, mode), fn in profiled.items():
         up, total = _profile(fn, spec)
-        paired = (1.0, None, None) if variant == "trained" else paired_ratio(
-            times["trained", mode], times[variant, mode])
+        if variant == "trained":
+            paired, per_process = (1.0, None, None), None
+        else:
+            *paired, per_process = pooled_paired_ratio(
+                [(t["trained", mode], t[variant, mode]) for t in every])
         rows.append(ModelRow(spec.id, variant, mode, ms[variant, mode], len(times[variant, mode]),
                              ms["trained", mode] / ms[variant, mode], up,
-                             up / total if total else None, errors[variant, mode], *paired))
+                             up / total if total else None, errors[variant, mode], *paired,
+                             processes=len(every), process_paired=per_process))
     torch._dynamo.reset()  # the profiled graphs serve no later compilation
     return rows
+
+
+def time_in_new_process(spec_id: str, algorithm: str, repeats: int, threads: int,
+                        seed: int, warmup: int = 2) -> dict[tuple[str, str], list[float]]:
+    """:func:`_timed_variants` of ``MODELS[spec_id]`` in a fresh Python process (this
+    environment, ``threads`` threads; rounds ordered by ``seed``): the times of one more
+    process, whose memory layout and page-fault pattern are its own."""
+    cmd = [sys.executable, "-m", "upconv.bench.models", spec_id, algorithm, str(repeats),
+           str(threads), str(seed), str(warmup)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing {spec_id} in a new process failed (exit "
+                           f"{done.returncode}): {done.stderr.strip()[-2000:]}")
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    return {tuple(key.split("/")): value for key, value in raw.items()}  # type: ignore[misc]
 
 
 def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
@@ -224,9 +271,13 @@ def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
 
 
 def run_models(ids: list[str] | None = None, algorithm: str = "revd2", repeats: int = 9,
-               threads: int | None = None, progress: Callable[[str], None] = lambda m: None
-               ) -> ModelResults:
-    """Measure every model in ``ids`` (default: all of :data:`MODELS`)."""
+               threads: int | None = None, progress: Callable[[str], None] = lambda m: None,
+               processes: int = 1) -> ModelResults:
+    """Measure every model in ``ids`` (default: all of :data:`MODELS`); with ``processes``
+    above 1, each model is also timed in ``processes − 1`` fresh processes and the paired
+    speed-ups pool all of them."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
     ids = list(MODELS) if ids is None else ids
     unknown = [i for i in ids if i not in MODELS]
     if unknown:
@@ -235,9 +286,16 @@ def run_models(ids: list[str] | None = None, algorithm: str = "revd2", repeats: 
     if threads:
         torch.set_num_threads(threads)
     try:
-        res = ModelResults(machine_info(torch.get_num_threads()), algorithm, repeats)
+        res = ModelResults(machine_info(torch.get_num_threads()), algorithm, repeats,
+                           processes=processes)
         for i in ids:
-            res.rows += measure_model(MODELS[i], algorithm, repeats, progress=progress)
+            more = []
+            for seed in range(1, processes):
+                progress(f"{i}: timing in new process {seed} of {processes - 1}")
+                more.append(time_in_new_process(i, algorithm, repeats,
+                                                torch.get_num_threads(), seed))
+            res.rows += measure_model(MODELS[i], algorithm, repeats, progress=progress,
+                                      more_rounds=more)
         res.targets = evaluate_targets(res.rows)
         return res
     finally:
@@ -260,7 +318,14 @@ def markdown(res: ModelResults) -> str:
            "converted: the upconv::deconv2d operator), and its share of the profiled call.",
            "Paired: the median over rounds of the trained model's time over this one's, both "
            "from the same round (calls moments apart, so the machine's drift cancels), with a "
-           "distribution-free 95 % interval for that median.",
+           "95 % interval for that median"
+           + (" (distribution-free)." if res.processes == 1 else
+              f", pooled over {res.processes} processes (this one and {res.processes - 1} "
+              "fresh ones, each with the rounds above): each process has its own memory "
+              "layout and page-fault pattern, which pairing within a process cannot cancel, "
+              "so the interval is a cluster bootstrap (processes, then rounds). Per process: "
+              "each process's own paired median. ms, × trained and the upsampler columns are "
+              "this process's."),
            "", "## Targets", "", "| model | target | measured | 95 % interval | goal | met |",
            "|---|---|---:|---|---:|---|"]
     for t in res.targets:
@@ -273,15 +338,31 @@ def markdown(res: ModelResults) -> str:
         if any(r.model == spec.id for r in res.rows):
             out.append(f"- {spec.id}: {spec.name}, input {'×'.join(map(str, spec.shape))}")
     out += ["", "| model | variant | mode | ms | × trained | paired × trained (95 %) | "
-            "upsampler ms | upsampler share | max abs err |",
-            "|---|---|---|---:|---:|---|---:|---:|---:|"]
+            "per process | upsampler ms | upsampler share | max abs err |",
+            "|---|---|---|---:|---:|---|---|---:|---:|---:|"]
     for r in res.rows:
         up = "" if r.upsampler_ms is None else f"{r.upsampler_ms:.2f}"
         share = "" if r.upsampler_share is None else f"{100 * r.upsampler_share:.0f} %"
         paired = "" if r.variant == "trained" else f"{r.paired_speedup:.3f}"
         if r.paired_low is not None:
             paired += f" ({r.paired_low:.3f}–{r.paired_high:.3f})"
+        each = ", ".join(f"{v:.3f}" for v in r.process_paired or [])
         out.append(f"| {r.model} | {r.variant} | {r.mode} | {r.ms:.1f} | {r.speedup:.2f} | "
-                   f"{paired} | {up} | {share} | {r.max_abs_error:.1e} |")
+                   f"{paired} | {each} | {up} | {share} | {r.max_abs_error:.1e} |")
     out += [f"- {n}" for n in res.notes]
     return "\n".join(out) + "\n"
+
+
+def _main(argv: list[str]) -> None:
+    """``python -m upconv.bench.models ID ALGORITHM REPEATS THREADS SEED WARMUP``: time one
+    model (:func:`_timed_variants`) and print its times as one JSON line (the worker of
+    :func:`time_in_new_process`)."""
+    spec_id, algorithm, repeats, threads, seed, warmup = argv
+    torch.set_num_threads(int(threads))
+    times, *_ = _timed_variants(MODELS[spec_id], algorithm, int(repeats), int(warmup),
+                                lambda m: None, int(seed))
+    print(json.dumps({f"{v}/{m}": t for (v, m), t in times.items()}))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
