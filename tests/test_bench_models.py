@@ -136,7 +136,11 @@ def test_rounds_from_other_processes_are_pooled(monkeypatch, capsys):
     processes pool into the converted rows' paired figures."""
     tiny = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight, (1, 1, 8, 8))
     monkeypatch.setitem(M.MODELS, "T1", tiny)
-    M._main(["T1", "revd2", "3", "1", "5", "1"])
+    before = torch.get_num_threads()
+    try:  # the worker sets the thread count of its process: restore this one's
+        M._main(["T1", "revd2", "3", "1", "5", "1"])
+    finally:
+        torch.set_num_threads(before)
     raw = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(raw) == {"trained/eager", "trained/compile", "converted/eager",
                         "converted/compile"} and all(len(v) == 3 for v in raw.values())

@@ -371,3 +371,31 @@ def test_plain_calls_validate_once_per_signature(monkeypatch):
         with pytest.raises(TypeError, match="bool"):
             upconv.deconv2d(x, w, b, (True, 2), 1)
     assert all(not isinstance(k[8], list) for k in UF._KNOWN)
+
+
+def test_symbolic_shapes_give_the_kernels_output_layout():
+    """With symbolic sizes (``torch.compile(dynamic=True)``) FakeTensor runs the op's
+    decomposition instead of its fake kernel; on a channels_last CPU input that must still
+    say NCHW, as the kernel writes: Inductor checks the real output's strides against it
+    (it once expected channels_last and failed the call)."""
+    from torch._dynamo.source import ConstantSource
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (
+        DimDynamic,
+        ShapeEnv,
+        StatelessSymbolicContext,
+    )
+
+    x = torch.randn(1, 8, 9, 11).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(8, 2, 9, 9), torch.randn(2, 3, 3)
+    args = ([3, 3], [3, 3, 3, 3], [0, 0], 1, "revd2")
+    real = torch.ops.upconv.deconv2d.default(x, w, b, *args)
+    assert real.is_contiguous()
+    dims = [DimDynamic.STATIC, DimDynamic.STATIC, DimDynamic.DYNAMIC, DimDynamic.DYNAMIC]
+    with FakeTensorMode(shape_env=ShapeEnv()) as mode:
+        fx = mode.from_tensor(x, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dims),
+                              source=ConstantSource("x"))
+        fake = torch.ops.upconv.deconv2d.default(fx, mode.from_tensor(w), mode.from_tensor(b),
+                                                 *args)
+        assert fake.is_contiguous() and not fake.is_contiguous(
+            memory_format=torch.channels_last)

@@ -22,6 +22,7 @@ from upconv.sr.imageio import Picture, read_picture
 from upconv.sr.metadata import ImageMeta, orient
 from upconv.sr.pixels import (
     quantize,
+    resize_plane,
     rgb_to_ycbcr,
     to_float,
     ycbcr_to_rgb,
@@ -296,8 +297,12 @@ def test_rgb_network_runs_on_rgb_with_alpha_bicubic(tmp_path):
         x = torch.from_numpy(rgba[..., :3] / np.float32(255)).permute(2, 0, 1)[None]
         want = net(x)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255
     assert np.abs(up.pixels[..., :3] - want).max() <= 0.51
-    alpha = np.asarray(Image.fromarray(rgba[..., 3]).resize((42, 34), Image.Resampling.BICUBIC))
-    assert np.abs(up.pixels[..., 3].astype(int) - alpha).max() <= 2  # Pillow's 8-bit rounding
+    # alpha: Pillow's bicubic on float samples (resize_plane), then quantised; Pillow's own
+    # 8-bit resize rounds between its two passes and lands up to ±3 away, depending on the image
+    alpha = np.rint(np.clip(resize_plane(rgba[..., 3] / np.float32(255), (42, 34)), 0, 1) * 255)
+    assert np.abs(up.pixels[..., 3].astype(int) - alpha).max() <= 1
+    pillow8 = np.asarray(Image.fromarray(rgba[..., 3]).resize((42, 34), Image.Resampling.BICUBIC))
+    assert np.abs(up.pixels[..., 3].astype(int) - pillow8).max() <= 4
     # grey through an RGB network: grey repeated to RGB, the output's luma kept
     grey = upscale_float(rgba[None, ..., :1] / np.float32(255), net)[0, ..., 0]
     with torch.no_grad():

@@ -164,8 +164,14 @@ torch.library.register_autograd("upconv::deconv2d", _backward, setup_context=_se
 def _decompose(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int],
                padding: list[int], output_padding: list[int], groups: int, algorithm: str
                ) -> Tensor:
-    return UF.deconv2d_standard_ops(x, weight, bias, tuple(stride), tuple(padding),
-                                    tuple(output_padding), groups)
+    """The op in standard aten ops, laid out as the kernel lays out its result
+    (:func:`~upconv.functional.output_memory_format`). FakeTensor runs this decomposition
+    instead of the fake kernel when sizes are symbolic (``torch.compile(dynamic=True)``):
+    ``conv_transpose2d`` alone would keep a channels_last input's layout, and Inductor then
+    expected channels_last strides from the CPU kernel, which writes NCHW."""
+    y = UF.deconv2d_standard_ops(x, weight, bias, tuple(stride), tuple(padding),
+                                 tuple(output_padding), groups)
+    return y.contiguous(memory_format=UF.output_memory_format(x))
 
 
 torch._decomp.register_decomposition(torch.ops.upconv.deconv2d.default)(_decompose)
