@@ -14,6 +14,8 @@ or periodic ``(C, bh, bw)``. Registered with
   ``torch.compile`` too);
 * a fake (meta) kernel, so ``torch.compile(fullgraph=True)`` and ``torch.export`` trace the op
   without running it, dynamic sizes included;
+* the tag ``torch.Tag.flexible_layout``: Inductor passes the input in whatever strides its
+  producer wrote (a compiled trunk's channels_last), with no copy to NCHW first;
 * an autograd formula (the adjoint of a transposed convolution is a convolution:
   ``aten.convolution_backward``; a periodic bias sums its output phases), so a converted model
   can be fine-tuned;
@@ -34,9 +36,16 @@ from . import functional as UF
 _SCHEMA = ("(Tensor x, Tensor weight, Tensor? bias, int[2] stride, int[4] padding, "
            "int[2] output_padding, int groups, str algorithm")
 
+#: Inductor may hand the op its input in any strides (``torch.Tag.flexible_layout``): the
+#: kernels take any (channels_last rows are staged, transposed in registers). Without the
+#: tag Inductor copies a custom op's input to the strides eager tracing saw, so a trunk it
+#: computed channels_last was transposed into a fresh NCHW buffer before the operator (6 ms
+#: per call on ESPCN ×3 at 321×481, more than the upsampler saved).
+_TAGS = tuple(t for t in (getattr(torch.Tag, "flexible_layout", None),) if t is not None)
+
 _LIB = torch.library.Library("upconv", "DEF")
-_LIB.define("deconv2d" + _SCHEMA + ") -> Tensor")
-_LIB.define("deconv2d_out" + _SCHEMA + ", Tensor(a!) out) -> ()")
+_LIB.define("deconv2d" + _SCHEMA + ") -> Tensor", tags=_TAGS)
+_LIB.define("deconv2d_out" + _SCHEMA + ", Tensor(a!) out) -> ()", tags=_TAGS)
 
 
 def _call(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int],
@@ -66,49 +75,8 @@ _LIB.impl("deconv2d_out", _deconv2d_out, "CompositeExplicitAutograd")
 @torch.library.register_fake("upconv::deconv2d")
 def _deconv2d_fake(x, weight, bias, stride, padding, output_padding, groups, algorithm):
     call = _call(x, weight, bias, stride, padding, output_padding, groups)
-    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
-        _inductor_input_layout()
     return torch.empty(call.out_shape, dtype=x.dtype, device=x.device,
                        memory_format=UF.output_memory_format(x))
-
-
-def _inductor_input_layout() -> None:
-    """Let Inductor hand the input over channels_last in graphs whose convolutions it runs
-    channels_last (its layout optimisation), instead of copying it to NCHW for us.
-
-    By default Inductor gives a custom op its inputs in the strides eager tracing saw (NCHW), so
-    a trunk it computed channels_last was transposed into a fresh buffer before the operator
-    (6 ms per call on ESPCN ×3 at 321×481, more than the upsampler saved); the kernels take any
-    strides (channels_last rows are transposed in registers while staged). Uses Inductor's
-    lowering registry (no public API exists for a layout preference); registered once, the
-    first time Dynamo traces the operator, before Inductor lowers it, and skipped silently
-    where that registry differs (the default then applies: correct, slower).
-    """
-    global _LAYOUT_REGISTERED
-    if _LAYOUT_REGISTERED:
-        return
-    _LAYOUT_REGISTERED = True
-    try:
-        from torch._inductor import ir
-        from torch._inductor.lowering import lowerings, make_fallback
-        from torch._inductor.virtualized import V
-    except ImportError:
-        return
-
-    def channels_last_when_optimised(_node, x, *args, **kwargs):
-        if getattr(V.graph, "layout_opt", False):
-            x = ir.ExternKernel.require_channels_last(x)
-        return (x, *args), kwargs
-
-    for op in (torch.ops.upconv.deconv2d.default, torch.ops.upconv.deconv2d_out.default):
-        if op not in lowerings:
-            try:
-                make_fallback(op, layout_constraint=channels_last_when_optimised, warn=False)
-            except Exception:  # a private registry: any change means "skip"
-                return
-
-
-_LAYOUT_REGISTERED = False
 
 
 @torch.library.register_fake("upconv::deconv2d_out")
