@@ -62,7 +62,7 @@ from .weight_cache import derived
 #: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
 #: keep running an old micro-kernel after those change. This digest of the two files (the
 #: tests check it) makes every change there a change here, and so a fresh compilation.
-KERNEL_SOURCES_SHA256 = "f3c0578264a5866367dd53cc7640218f924c7915d9b2870684a0dffab3245940"
+KERNEL_SOURCES_SHA256 = "d359a1eda422dfda080cd29610fab2b114e5a3313813c20a263133bbc6972208"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
