@@ -45,7 +45,7 @@ bench-small: $(STAMP)
 
 # whole networks, trained vs converted, eager and torch.compile; writes models.{md,json}
 bench-models: $(STAMP)
-	$(BIN)/upconv bench --models all --repeats 15 --processes 4
+	$(BIN)/upconv bench --models all --repeats 15 --processes 8
 
 # the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
 # benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.
