@@ -672,3 +672,39 @@ def test_tdc_writes_a_channels_last_result_in_one_copy(name, monkeypatch):
     torch.testing.assert_close(plain, want, **TOL)
     assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
     assert got.contiguous(memory_format=torch.channels_last).data_ptr() == got.data_ptr()
+
+
+@pytest.mark.parametrize("span", [(-1, 0), (0, 0), (3, 700), (0, 10_000)])
+def test_strip_prefetch_hint_changes_no_sum(span):
+    """The strip micro-kernel's ``ahead`` span is a prefetch hint only: with it pointing into
+    an array of NaNs (or nowhere, or past that array's end: a hint never faults), the sums
+    equal a plain numpy reference, for every channel count the hints are spread over."""
+    import numba
+    import numpy as np
+
+    from upconv.kernels._simd import LANES, strip_fma
+
+    nb, th, tw, w_in = 2, 2, 3, 2 * LANES + 4
+
+    @numba.njit
+    def strip(x, cin, wts, buf, ahead, lo, hi):
+        none_i = np.zeros((1, 1, 2), np.int64)
+        none_f = np.zeros((1, 2), np.float32)
+        y = np.zeros(1, np.float32)
+        # one full strip of one vector at column tw (all taps inside the row), rows 1 and 0
+        strip_fma(x, w_in + tw, w_in * 2, w_in, cin, wts, 0, 0, th, th, tw, LANES, buf, 0,
+                  LANES, False, tw, w_in, 2, 1, False, "", 0, False, y, 0, 0, 0, 1, 1,
+                  none_i, 0, none_f, 0, ahead, lo, hi)
+
+    rng = np.random.default_rng(1)
+    for cin in (1, 3, 7):
+        x = rng.random(cin * 2 * w_in).astype(np.float32)
+        wts = rng.random(cin * th * tw * nb).astype(np.float32).reshape(1, cin, th, tw, nb)
+        buf = np.zeros(nb * LANES, np.float32)
+        ahead = np.full(512, np.nan, np.float32)
+        strip(x, cin, wts, buf, ahead, *span)
+        xs = x.reshape(cin, 2, w_in)
+        for p in range(nb):
+            want = sum(wts[0, ic, t, u, p] * xs[ic, 1 - t, tw - u:tw - u + LANES]
+                       for ic in range(cin) for t in range(th) for u in range(tw))
+            np.testing.assert_allclose(buf[p * LANES:(p + 1) * LANES], want, rtol=1e-5)
