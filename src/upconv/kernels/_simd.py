@@ -145,10 +145,11 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     strip then overlap the next strip's arithmetic, where a separate pass over ``buf`` waited
     for them.
 
-    ``ahead_lo >= 0``: prefetch ``ahead[ahead_lo : ahead_hi]`` (float32, one hint per 64-byte
-    line), spread evenly over the channel iterations: memory a later step will read (the
-    next channels_last row to stage) then arrives while this strip computes. Issued in one
-    burst instead, the hints stall on the core's miss buffers and overlap nothing.
+    ``ahead`` (None: no prefetch code is emitted) with ``ahead_lo >= 0``: prefetch
+    ``ahead[ahead_lo : ahead_hi]`` (float32, one hint per 64-byte line), spread evenly over
+    the channel iterations: memory a later step will read (the next channels_last row to
+    stage) then arrives while this strip computes. Issued in one burst instead, the hints
+    stall on the core's miss buffers and overlap nothing.
     """
     if not all(isinstance(v, types.IntegerLiteral) for v in (nb, nv)):
         return None
@@ -159,6 +160,7 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
     if not isinstance(direct, types.IntegerLiteral):
         return None
     n_b, n_v, edge = nb.literal_value, nv.literal_value, bounded.literal_value
+    prefetching = not isinstance(ahead, types.NoneType)  # None: no prefetch code at all
     n_d = direct.literal_value
     if n_d and (n_d < 2 or n_b % n_d):
         raise ValueError(f"direct = {n_d} needs 2 <= direct and nb = {n_b} a multiple of it")
@@ -233,25 +235,28 @@ def strip_fma(typingctx, x, x_off, sx_ic, sx_row, cin, w, w_off, th_lo, th_hi, t
                     builder.store(_fma(builder, wv, xs[j], builder.load(slot)), slot)
 
         # prefetch lines per channel iteration: ceil(lines / cin), lines = ceil(span / 16)
-        adata = context.make_array(sig.args[34])(context, builder, ahead_a).data
-        pf_on = builder.icmp_signed(">=", ahead_lo_v, ir.Constant(_I64, 0))
-        pf_lines = builder.sdiv(builder.add(builder.sub(ahead_hi_v, ahead_lo_v),
-                                            ir.Constant(_I64, LINE_FLOATS - 1)),
-                                ir.Constant(_I64, LINE_FLOATS))
-        one = ir.Constant(_I64, 1)
-        cin_pos = builder.select(builder.icmp_signed("<", cin_v, one), one, cin_v)
-        pf_per = builder.sdiv(builder.add(pf_lines, builder.sub(cin_pos, one)), cin_pos)
-        pf_span = builder.mul(pf_per, ir.Constant(_I64, LINE_FLOATS))
+        if prefetching:
+            adata = context.make_array(sig.args[34])(context, builder, ahead_a).data
+            pf_on = builder.icmp_signed(">=", ahead_lo_v, ir.Constant(_I64, 0))
+            pf_lines = builder.sdiv(builder.add(builder.sub(ahead_hi_v, ahead_lo_v),
+                                                ir.Constant(_I64, LINE_FLOATS - 1)),
+                                    ir.Constant(_I64, LINE_FLOATS))
+            one = ir.Constant(_I64, 1)
+            cin_pos = builder.select(builder.icmp_signed("<", cin_v, one), one, cin_v)
+            pf_per = builder.sdiv(builder.add(pf_lines, builder.sub(cin_pos, one)), cin_pos)
+            pf_span = builder.mul(pf_per, ir.Constant(_I64, LINE_FLOATS))
 
         with cgutils.for_range(builder, cin_v) as ic_loop:
             ic = ic_loop.index
-            with builder.if_then(pf_on, likely=False):
-                lo = builder.add(ahead_lo_v, builder.mul(ic, pf_span))
-                hi = builder.add(lo, pf_span)
-                hi = builder.select(builder.icmp_signed("<", ahead_hi_v, hi), ahead_hi_v, hi)
-                with cgutils.for_range_slice(builder, lo, hi, ir.Constant(_I64, LINE_FLOATS)
-                                              ) as (at, _):
-                    _prefetch(builder, builder.gep(adata, [at]))
+            if prefetching:
+                with builder.if_then(pf_on, likely=False):
+                    lo = builder.add(ahead_lo_v, builder.mul(ic, pf_span))
+                    hi = builder.add(lo, pf_span)
+                    hi = builder.select(builder.icmp_signed("<", ahead_hi_v, hi), ahead_hi_v,
+                                        hi)
+                    with cgutils.for_range_slice(builder, lo, hi,
+                                                  ir.Constant(_I64, LINE_FLOATS)) as (at, _):
+                        _prefetch(builder, builder.gep(adata, [at]))
             x_ic = builder.add(x_off_v, builder.mul(ic, sx_ic_v))
             w_ic = builder.mul(ic, th_n_v)
             if not slot_taps:  # every slot reaches every tap: runtime tap loops

@@ -74,7 +74,7 @@ from .weight_cache import derived
 #: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
 #: keep running an old micro-kernel after those change. This digest of the two files (the
 #: tests check it) makes every change there a change here, and so a fresh compilation.
-KERNEL_SOURCES_SHA256 = "a65b57386ecd55b832bb85c7b69ee727f52aaecdc2a11ba75301df16edc7ea4d"
+KERNEL_SOURCES_SHA256 = "1d4e64a87dcea797d443b9b68bae49b05b1b830b74a71d0da24151e5ba3aed91"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
@@ -313,9 +313,11 @@ def _chunk_row(src, x_row, sx_ic, sx_row, w_in, wpack, chunk, ic_block, th_lo, t
     ``pbias`` added, phase sets ``sets (chunks, nb / direct, 2)`` as in
     :func:`~upconv.kernels._simd.strip_fma`, and ``row`` holds only partial sums.
 
-    ``ahead_at >= 0``: the strips of the first channel block prefetch, spread over their
-    arithmetic, their columns of the row staged next (``ahead.flat[ahead_at + col·ahead_col
-    …]``, channels contiguous), so that staging it reads cache (:func:`_rows_staged`).
+    ``ahead`` (the input's memory; None for inputs read in place, which then compile no
+    prefetch code) and ``ahead_at >= 0``: the strips of the first channel block prefetch,
+    spread over their arithmetic, their columns of the row staged next
+    (``ahead.flat[ahead_at + col·ahead_col …]``, channels contiguous), so that staging it
+    reads cache (:func:`_rows_staged`).
     """
     literally(nb)
     literally(nv)
@@ -384,7 +386,7 @@ def _rows(x, s_n, s_c, s_h, h_in, w_in, wpack, slots, slot_c, slot_fh, slot_fw, 
             _chunk_row(x, n * s_n + qh * s_h, s_c, s_h, w_in, wpack, chunk, ic_block,
                        max(0, qh - h_in + 1), min(th_n, qh + 1), qw_lo, qw_hi, row, pitch, nb,
                        nv, taps, direct, flat, n * c * oh * ow, sw, left, sh * qh - top, oh, ow,
-                       sets, pbias, x, -1, 0)
+                       sets, pbias, None, -1, 0)
             if not direct:
                 _store_row(row, 0, pitch, y, n, slots[chunk], slot_c, slot_fh, slot_fw, bias,
                            qh, qw_lo, qw_hi - qw_lo, sh, sw, top, left)
