@@ -448,4 +448,3 @@ def move_floats(typingctx, array, dst_off, src_off, count):
         return context.get_dummy_value()
 
     return types.void(array, types.int64, types.int64, types.int64), codegen
-

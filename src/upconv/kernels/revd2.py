@@ -59,14 +59,7 @@ from torch import Tensor
 
 from ..shapes import IntPair, Pad4, phase_outputs, taps_per_phase
 from . import parallel
-from ._simd import (
-    LANES,
-    MAX_ACCUMULATORS,
-    encode_taps,
-    move_floats,
-    strip_fma,
-    transpose_tile,
-)
+from ._simd import LANES, MAX_ACCUMULATORS, encode_taps, move_floats, strip_fma, transpose_tile
 from .parallel import atomic_add, block_from, f32_ptr, i64_ptr
 from .weight_cache import derived
 
@@ -74,7 +67,7 @@ from .weight_cache import derived
 #: but they inline code generated in ``_simd.py`` and ``parallel.py``: a stale cache would
 #: keep running an old micro-kernel after those change. This digest of the two files (the
 #: tests check it) makes every change there a change here, and so a fresh compilation.
-KERNEL_SOURCES_SHA256 = "1d4e64a87dcea797d443b9b68bae49b05b1b830b74a71d0da24151e5ba3aed91"
+KERNEL_SOURCES_SHA256 = "c6e0c964eb39a5e4a10dfc1f6ee9d8ec023d1d9e55f23c7b0dbe4fc44b3c879e"
 
 #: At most this many SIMD vectors per strip (wider strips stop paying once rows are short).
 MAX_STRIP_VECTORS = 4
