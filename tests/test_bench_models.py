@@ -171,3 +171,34 @@ def test_a_failing_worker_process_is_reported(monkeypatch):
 def test_cli_processes_goes_with_models():
     res = CliRunner().invoke(main, ["bench", "--processes", "3", "--quick"])
     assert res.exit_code != 0 and "--processes goes with --models" in res.output
+
+
+def test_breakdown_splits_a_call_after_the_trunks_last_convolution():
+    from upconv.bench.breakdown import _split
+
+    trained = [("conv(64, 1)", 1.0), ("relu", 2.0), ("conv(9, 32)", 4.0), ("shuffle", 8.0)]
+    assert _split(trained, "conv(9, 32)") == (1.0, 14.0)
+    converted = [("conv(64, 1)", 1.0), ("conv(32, 64)", 2.0), ("relu", 4.0),
+                 ("upconv::deconv2d", 8.0)]
+    assert _split(converted, "conv(9, 32)") == (3.0, 12.0)
+
+
+def test_breakdown_times_the_kernels_of_both_compiled_graphs():
+    """The diagnostic wraps what Inductor's generated code calls: a PyTorch that generates
+    its code differently fails here, not in a user's hands."""
+    from upconv.bench.breakdown import breakdown
+
+    spec = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight)
+    got = breakdown(spec, rounds=2)
+    trained, converted = got["trained"]["calls"], got["converted"]["calls"]
+    assert trained.count("conv(9, 32, 3, 3)") == 1 and "upconv::deconv2d" not in trained
+    assert converted.count("upconv::deconv2d") == 1 and "conv(9, 32, 3, 3)" not in converted
+    for calls in (trained, converted):  # the trunk's convolutions and Inductor's kernels
+        assert [c for c in calls if c.startswith("conv(")][:3] == [
+            "conv(64, 1, 5, 5)", "conv(64, 64, 3, 3)", "conv(32, 64, 3, 3)"]
+        assert any(c.startswith("cpp_fused") for c in calls)
+    for variant in ("trained", "converted"):
+        v = got[variant]
+        assert v["trunk"] > 0 and v["tail"] > 0 and v["rest"] >= 0
+        assert v["total"] >= v["trunk"]
+    assert got["paired"]["converted"] > 0
