@@ -202,3 +202,15 @@ def test_breakdown_times_the_kernels_of_both_compiled_graphs():
         assert v["trunk"] > 0 and v["tail"] > 0 and v["rest"] >= 0
         assert v["total"] >= v["trunk"]
     assert got["paired"]["converted"] > 0
+
+
+def test_breakdown_rejects_bad_arguments(capsys):
+    from upconv.bench.breakdown import breakdown, main
+
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        breakdown(M.MODELS["M1"], 0)
+    for argv in (["M1", "--rounds", "0"], ["M1", "--processes", "-1"], ["M9"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err

@@ -111,6 +111,8 @@ def breakdown(spec: ModelSpec, rounds: int, algorithm: str = "revd2"
     Returns, per variant, the medians (ms) of ``total``, ``trunk``, ``tail`` and ``rest`` and
     ``calls`` (the names of one call's wrapped kernels, in order), and under ``"paired"`` the
     median of trained / converted over rounds."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     x = torch.rand(spec.shape, generator=torch.Generator().manual_seed(0))
     trained = spec.build().eval()
     converted = _converted(copy.deepcopy(trained), x, algorithm).eval()
@@ -152,11 +154,19 @@ def _line(i: int, m: dict[str, dict[str, float]]) -> str:
             f"{t['total']:.1f} / {c['total']:.1f} |")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m upconv.bench.breakdown",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=list(MODELS), help="a model of the suite")
-    parser.add_argument("--rounds", type=int, default=25)
-    parser.add_argument("--processes", type=int, default=1, help="fresh processes in all")
+    parser.add_argument("--rounds", type=_positive, default=25, help="timed calls per process")
+    parser.add_argument("--processes", type=_positive, default=1, help="fresh processes in all")
     parser.add_argument("--json", action="store_true", help="print one process's JSON line")
     args = parser.parse_args(argv)
     if args.json:
