@@ -46,8 +46,8 @@ class _Recorder:
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            label = name if isinstance(name, str) else name(args)
-            self.calls[-1].append((label, time.perf_counter() - t0))
+            seconds = time.perf_counter() - t0
+            self.calls[-1].append((name if isinstance(name, str) else name(args), seconds))
             return out
 
         return timed
