@@ -214,3 +214,67 @@ def test_breakdown_rejects_bad_arguments(capsys):
             main(argv)
         assert exit_.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_a_kept_memory_worker_keeps_freed_memory_first(monkeypatch, capsys):
+    from upconv.sr import allocator
+
+    tiny = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight, (1, 1, 8, 8))
+    monkeypatch.setitem(M.MODELS, "T1", tiny)
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    before = torch.get_num_threads()
+    try:
+        M._main(["T1", "revd2", "2", "1", "5", "1", M.KEPT_FLAG])
+    finally:
+        torch.set_num_threads(before)
+    assert calls == [1]
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == 4
+    with pytest.raises(SystemExit, match="unknown worker flags"):
+        M._main(["T1", "revd2", "2", "1", "5", "1", "--fast"])
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
+    with pytest.raises(SystemExit, match="needs glibc's mallopt"):
+        M._main(["T1", "revd2", "2", "1", "5", "1", M.KEPT_FLAG])
+    seen = []
+
+    class Done:
+        returncode, stderr = 0, ""
+        stdout = json.dumps({"trained/eager": [1.0]})
+
+    monkeypatch.setattr(M.subprocess, "run", lambda cmd, **k: seen.append(cmd) or Done())
+    M.time_in_new_process("M1", "revd2", 3, 1, 1, keep_freed=True)
+    M.time_in_new_process("M1", "revd2", 3, 1, 1)
+    assert seen[0][-1] == M.KEPT_FLAG and M.KEPT_FLAG not in seen[1]
+
+
+def test_kept_memory_rows_pool_their_processes_and_set_no_target(espcn_rows):
+    def rounds(scale):
+        return {("trained", "eager"): [2.0, 2.2, 2.4], ("converted", "eager"): [1.0, 1.1, 1.2],
+                ("trained", "compile"): [scale * 1.0] * 3, ("converted", "compile"): [1.0] * 3}
+
+    rows = M.kept_rows("T1", [rounds(1.5), rounds(1.1)], espcn_rows)
+    assert [(r.variant, r.mode) for r in rows] == [
+        ("trained", f"eager, {M.KEPT}"), ("converted", f"eager, {M.KEPT}"),
+        ("trained", f"compile, {M.KEPT}"), ("converted", f"compile, {M.KEPT}")]
+    eager, compiled = rows[1], rows[3]
+    assert eager.paired_speedup == pytest.approx(2.0) and eager.ms == pytest.approx(1100)
+    assert compiled.process_paired == pytest.approx([1.5, 1.1]) and compiled.processes == 2
+    assert rows[0].ms == pytest.approx(2200) and rows[0].paired_speedup == 1.0
+    errors = {(r.variant, r.mode): r.max_abs_error for r in espcn_rows}
+    assert compiled.max_abs_error == errors["converted", "compile"]
+    # the targets read the default rows only
+    targets = M.evaluate_targets(list(espcn_rows) + rows)
+    assert not any(M.KEPT in t["target"] for t in targets)
+    assert len([t for t in targets if "(paired)" in t["target"]]) == 2
+    doc = M.markdown(M.ModelResults(
+        {"date_utc": "d", "cpu": "x", "logical_cpus": 2, "threads": 1, "torch": "t",
+         "numba": "n", "upconv": "u", "load_average": None}, "revd2", 3,
+        list(espcn_rows) + rows, processes=1, kept_processes=2))
+    assert f"compile, {M.KEPT}" in doc and "keep_freed_memory()" in doc
+    with pytest.raises(ValueError, match="kept_processes"):
+        M.run_models(["M1"], kept_processes=-1)
+
+
+def test_cli_kept_processes_goes_with_models():
+    res = CliRunner().invoke(main, ["bench", "--kept-processes", "2", "--quick"])
+    assert res.exit_code != 0 and "--kept-processes goes with --models" in res.output

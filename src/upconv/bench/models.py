@@ -11,6 +11,9 @@ Dynamo cache: the timed compilations keep Inductor's defaults) for the trained f
 paired speed-up (:func:`~upconv.bench.measure.paired_ratio`).
 
 Nothing here sets an environment variable: the figures are those of a default process.
+Optionally (``kept_processes``), more fresh processes time the same variants after
+:func:`upconv.sr.allocator.keep_freed_memory` (what ``upconv upscale --fast`` calls): extra rows
+beside the default ones, never instead of them, and no target is judged on them.
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ class ModelResults:
     targets: list[dict] = field(default_factory=list)
     #: processes each model was timed in (the paired figures pool them)
     processes: int = 1
+    #: further processes per model timed with freed memory kept (:data:`KEPT`'s rows)
+    kept_processes: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -234,12 +239,14 @@ def measure_model(spec: ModelSpec, algorithm: str = "revd2", repeats: int = 9,
 
 
 def time_in_new_process(spec_id: str, algorithm: str, repeats: int, threads: int,
-                        seed: int, warmup: int = 2) -> dict[tuple[str, str], list[float]]:
+                        seed: int, warmup: int = 2, keep_freed: bool = False
+                        ) -> dict[tuple[str, str], list[float]]:
     """:func:`_timed_variants` of ``MODELS[spec_id]`` in a fresh Python process (this
     environment, ``threads`` threads; rounds ordered by ``seed``): the times of one more
-    process, whose memory layout and page-fault pattern are its own."""
+    process, whose memory layout and page-fault pattern are its own. ``keep_freed``: that
+    process first calls :func:`~upconv.sr.allocator.keep_freed_memory`."""
     cmd = [sys.executable, "-m", "upconv.bench.models", spec_id, algorithm, str(repeats),
-           str(threads), str(seed), str(warmup)]
+           str(threads), str(seed), str(warmup), *([KEPT_FLAG] if keep_freed else [])]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"timing {spec_id} in a new process failed (exit "
@@ -248,13 +255,42 @@ def time_in_new_process(spec_id: str, algorithm: str, repeats: int, threads: int
     return {tuple(key.split("/")): value for key, value in raw.items()}  # type: ignore[misc]
 
 
+#: The rows of processes that kept freed memory are in these modes (``"<mode>, <KEPT>"``).
+KEPT = "freed memory kept"
+#: The worker's argument for it.
+KEPT_FLAG = "keep-freed-memory"
+
+
+def kept_rows(spec_id: str, rounds: list[dict[tuple[str, str], list[float]]],
+              default_rows: list[ModelRow]) -> list[ModelRow]:
+    """Rows for the rounds of processes that kept freed memory: per mode, the trained and the
+    converted model, ms the median of all their rounds, the converted row's paired speed-up
+    pooled over the processes. The same computation as the default rows (only the allocator
+    differs), so their max abs errors are the default rows'."""
+    errors = {(r.variant, r.mode): r.max_abs_error for r in default_rows}
+    out = []
+    for mode in ("eager", "compile"):
+        ms = {v: statistics.median(t for r in rounds for t in r[v, mode]) * 1e3
+              for v in ("trained", "converted")}
+        *paired, per_process = pooled_paired_ratio(
+            [(r["trained", mode], r["converted", mode]) for r in rounds])
+        runs = sum(len(r["trained", mode]) for r in rounds)
+        out.append(ModelRow(spec_id, "trained", f"{mode}, {KEPT}", ms["trained"], runs, 1.0,
+                            None, None, errors["trained", mode], processes=len(rounds)))
+        out.append(ModelRow(spec_id, "converted", f"{mode}, {KEPT}", ms["converted"], runs,
+                            ms["trained"] / ms["converted"], None, None,
+                            errors["converted", mode], *paired, processes=len(rounds),
+                            process_paired=per_process))
+    return out
+
+
 def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
     """Issue 11's whole-model targets: converted ≥ 1.0× trained (eager and compiled) for every
     model, judged on the paired speed-up (:func:`~upconv.bench.measure.paired_ratio`); the
     upsampling layer inside compiled ESPCN ×3 ≥ 1.3× its trained form."""
     out = []
     for r in rows:
-        if r.variant == "converted":
+        if r.variant == "converted" and r.mode in ("eager", "compile"):
             interval = (None if r.paired_low is None
                         else [round(r.paired_low, 3), round(r.paired_high, 3)])
             out.append({"model": r.model, "target": f"converted vs trained, {r.mode} (paired)",
@@ -272,12 +308,15 @@ def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
 
 def run_models(ids: list[str] | None = None, algorithm: str = "revd2", repeats: int = 9,
                threads: int | None = None, progress: Callable[[str], None] = lambda m: None,
-               processes: int = 1) -> ModelResults:
+               processes: int = 1, kept_processes: int = 0) -> ModelResults:
     """Measure every model in ``ids`` (default: all of :data:`MODELS`); with ``processes``
     above 1, each model is also timed in ``processes − 1`` fresh processes and the paired
-    speed-ups pool all of them."""
+    speed-ups pool all of them. ``kept_processes``: each model is timed in that many more
+    fresh processes that keep freed memory (:func:`kept_rows`: extra rows, no target)."""
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
+    if kept_processes < 0:
+        raise ValueError(f"kept_processes must be at least 0, got {kept_processes}")
     ids = list(MODELS) if ids is None else ids
     unknown = [i for i in ids if i not in MODELS]
     if unknown:
@@ -287,15 +326,21 @@ def run_models(ids: list[str] | None = None, algorithm: str = "revd2", repeats: 
         torch.set_num_threads(threads)
     try:
         res = ModelResults(machine_info(torch.get_num_threads()), algorithm, repeats,
-                           processes=processes)
+                           processes=processes, kept_processes=kept_processes)
         for i in ids:
             more = []
             for seed in range(1, processes):
                 progress(f"{i}: timing in new process {seed} of {processes - 1}")
                 more.append(time_in_new_process(i, algorithm, repeats,
                                                 torch.get_num_threads(), seed))
-            res.rows += measure_model(MODELS[i], algorithm, repeats, progress=progress,
-                                      more_rounds=more)
+            rows = measure_model(MODELS[i], algorithm, repeats, progress=progress,
+                                 more_rounds=more)
+            kept = []
+            for k in range(kept_processes):
+                progress(f"{i}: timing in new process {k + 1} of {kept_processes}, {KEPT}")
+                kept.append(time_in_new_process(i, algorithm, repeats, torch.get_num_threads(),
+                                                processes + k, keep_freed=True))
+            res.rows += rows + (kept_rows(i, kept, rows) if kept else [])
         res.targets = evaluate_targets(res.rows)
         return res
     finally:
@@ -326,6 +371,12 @@ def markdown(res: ModelResults) -> str:
               "so the interval is a cluster bootstrap (processes, then rounds). Per process: "
               "each process's own paired median. ms, × trained and the upsampler columns are "
               "this process's."),
+           *([] if not res.kept_processes else [
+               f"Modes ending in \"{KEPT}\": {res.kept_processes} further fresh processes per "
+               "model that first called `upconv.sr.allocator.keep_freed_memory()` (glibc keeps "
+               "freed blocks for reuse instead of unmapping them; `upconv upscale --fast` does "
+               "this): ms is the median of all their rounds, the paired speed-up pools them. "
+               "Beside the default rows, not instead; no target is judged on them."]),
            "", "## Targets", "", "| model | target | measured | 95 % interval | goal | met |",
            "|---|---|---:|---|---:|---|"]
     for t in res.targets:
@@ -354,10 +405,18 @@ def markdown(res: ModelResults) -> str:
 
 
 def _main(argv: list[str]) -> None:
-    """``python -m upconv.bench.models ID ALGORITHM REPEATS THREADS SEED WARMUP``: time one
-    model (:func:`_timed_variants`) and print its times as one JSON line (the worker of
-    :func:`time_in_new_process`)."""
-    spec_id, algorithm, repeats, threads, seed, warmup = argv
+    """``python -m upconv.bench.models ID ALGORITHM REPEATS THREADS SEED WARMUP
+    [keep-freed-memory]``: time one model (:func:`_timed_variants`) and print its times as
+    one JSON line (the worker of :func:`time_in_new_process`)."""
+    spec_id, algorithm, repeats, threads, seed, warmup, *flags = argv
+    if flags and flags != [KEPT_FLAG]:
+        raise SystemExit(f"unknown worker flags {flags}; the only one is {KEPT_FLAG}")
+    if flags:
+        from ..sr import allocator
+
+        if not allocator.keep_freed_memory():
+            raise SystemExit("keeping freed memory needs glibc's mallopt, which this "
+                             "process does not have")
     torch.set_num_threads(int(threads))
     times, *_ = _timed_variants(MODELS[spec_id], algorithm, int(repeats), int(warmup),
                                 lambda m: None, int(seed))

@@ -87,6 +87,10 @@ def results_name(zoo: str, layers: list[str]) -> str:
               help="With --models: time each model in this many processes (this one and "
                    "fresh ones) and pool the paired speed-ups, with an interval that counts "
                    "the spread between processes.")
+@click.option("--kept-processes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --models: also time each model in this many more fresh processes "
+                   "that keep freed memory for reuse (upconv.sr.allocator.keep_freed_memory, "
+                   "as upconv upscale --fast does); extra rows, no target judged on them.")
 @click.option("--no-onnxruntime", is_flag=True, help="Skip the ONNX Runtime baselines.")
 @click.option("--no-references", is_flag=True, help="Skip the reference algorithms.")
 @click.option("--quick", is_flag=True,
@@ -110,7 +114,8 @@ def results_name(zoo: str, layers: list[str]) -> str:
 def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None, out_dir: str,
           scale: float, reduced_scale: float, gap_ms: float | None,
           no_interleaved_conv: bool,
-          models: str | None, algorithm: str, processes: int, no_onnxruntime: bool,
+          models: str | None, algorithm: str, processes: int, kept_processes: int,
+          no_onnxruntime: bool,
           no_references: bool,
           quick: bool, device: str, phases: tuple[str, ...], dtypes: str,
           energy_seconds: float, no_espcn: bool, dry_run: bool) -> None:
@@ -134,10 +139,14 @@ def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None,
     console = Console(stderr=True)
     progress = lambda msg: console.print(f"[dim]{msg}[/]")  # noqa: E731
     if models is not None:
-        _bench_models(models, algorithm, repeats, threads, out_dir, progress, processes)
+        _bench_models(models, algorithm, repeats, threads, out_dir, progress, processes,
+                      kept_processes)
         return
     if processes != 1:
         raise click.BadParameter("--processes goes with --models", param_hint="--processes")
+    if kept_processes:
+        raise click.BadParameter("--kept-processes goes with --models",
+                                 param_hint="--kept-processes")
     if dry_run:
         raise click.BadParameter("--dry-run goes with --device cuda", param_hint="--dry-run")
     if layers is not None and set(layers) & set(GPU_ONLY):
@@ -160,7 +169,7 @@ def bench(zoo: str, layers: list[str] | None, repeats: int, threads: int | None,
 
 
 def _bench_models(ids: str, algorithm: str, repeats: int, threads: int | None, out_dir: str,
-                  progress, processes: int = 1) -> None:
+                  progress, processes: int = 1, kept_processes: int = 0) -> None:
     from ..bench.models import MODELS, markdown, run_models
     from ..bench.report import write_document
     from ..functional import check_algorithm
@@ -176,7 +185,7 @@ def _bench_models(ids: str, algorithm: str, repeats: int, threads: int | None, o
         check_algorithm(algorithm)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--algorithm") from None
-    res = run_models(chosen, algorithm, repeats, threads, progress, processes)
+    res = run_models(chosen, algorithm, repeats, threads, progress, processes, kept_processes)
     text = markdown(res)
     try:
         paths = write_document(res.to_json(), text, Path(out_dir), "models",
