@@ -101,3 +101,24 @@ def test_references_are_differentiable():
         w = torch.randn(2, 1, 4, 4, dtype=torch.float64, requires_grad=True)
         fn(x, w, None, (2, 2), (1, 1, 1, 1), (0, 0), (6, 6)).sum().backward()
         assert x.grad is not None and w.grad is not None, name
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 4), bh=st.integers(1, 4), bw=st.integers(1, 4),
+       h=st.integers(1, 13), w=st.integers(1, 13), channels_last=st.booleans())
+def test_add_bias_adds_the_periodic_bias_at_each_output_modulo_its_period(
+        n, c, bh, bw, h, w, channels_last):
+    from upconv.algorithms._common import add_bias
+
+    g = torch.Generator().manual_seed(n * 1000 + c * 100 + h * 10 + w)
+    y = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(c, bh, bw, generator=g, dtype=torch.float64)
+    rows, cols = torch.arange(h) % bh, torch.arange(w) % bw
+    got = add_bias(y, b)
+    torch.testing.assert_close(got, y + b[:, rows][:, :, cols], rtol=0, atol=0)
+    assert got.shape == y.shape
+    if channels_last and c > 1 and h * w > 1:  # the result keeps the input's layout
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(add_bias(y, b[:, 0, 0]), y + b[:, 0, 0, None, None],
+                               rtol=0, atol=0)
