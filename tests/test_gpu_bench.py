@@ -248,3 +248,43 @@ def test_host_costs_need_the_triton_kernel():
 
     why = host_costs(Layer("T", "tiny", 4, 1, 2, 1, 8, 16), torch.float32, torch.device("cpu"))
     assert isinstance(why, str) and "CPU" in why
+
+
+def test_sweep_grid_keeps_to_what_the_kernel_and_the_registers_allow():
+    from upconv.bench.gpu_sweep import grid
+
+    g3 = grid(4, cin=64, slots=256, shuffle=(2, 2))
+    assert len(g3) == len(set(g3))
+    assert {c.block_k for c in g3} == {16, 32}  # no 64-channel K step in float32
+    assert {c.block_n for c in g3} == {32, 64, 128, 256}
+    assert all(c.block_m * c.block_n <= 32768 and c.dot and c.flat for c in g3)
+    assert {c.num_stages for c in g3} == {1, 2, 3, 4} and {c.num_warps for c in g3} == {4, 8}
+    g2 = grid(2, cin=64, slots=48, shuffle=(4, 4))
+    assert {c.block_k for c in g2} == {16, 32, 64} and max(c.block_n for c in g2) == 64
+    # the shuffled store only where the block holds whole channels of 4 × 4 phases
+    assert {c.block_n for c in g2 if c.shuffle} == {32, 64}
+    assert not any(c.shuffle for c in grid(2, cin=32, slots=9, shuffle=None))
+    g1 = grid(2, cin=32, slots=4, shuffle=(2, 2))
+    assert {c.block_n for c in g1} == {16} and {c.block_k for c in g1} == {16, 32}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cases", "G9:fp16"], "unknown case"),
+    (["--cases", "G1"], "LAYER:DTYPE"),
+    (["--budget-s", "0"], "must be positive"),
+])
+def test_sweep_cli_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    from upconv.bench import gpu_sweep
+
+    with pytest.raises(SystemExit) as e:
+        gpu_sweep.main([str(tmp_path), *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sweep_without_cuda_points_to_the_dry_run(tmp_path, capsys):
+    from upconv.bench import gpu_sweep
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    assert gpu_sweep.main([str(tmp_path), "--cases", "G1:fp16"]) == 2
+    assert "--dry-run" in capsys.readouterr().err
