@@ -70,6 +70,17 @@ VARIANTS = {
         lambda: sub_pixel(32, 1, 2, torch.float16),
         tp.Config(4, 64, 16, 32, True, num_stages=3, flat=True, shuffle=True,
                   nhwc_input=True)),
+    "fp32 TF32 dot, 64-slot blocks of 16-channel steps, four stages (G3, swept)": (
+        lambda: sub_pixel(64, 64, 2, torch.float32, "channels_last"),
+        tp.Config(4, 64, 64, 16, True, num_warps=8, num_stages=4, flat=True, shuffle=True),
+        "tf32"),
+    "fp32 TF32 dot, large tile, 4 warps, four stages (G2, swept)": (
+        lambda: sub_pixel(64, 3, 4, torch.float32, "channels_last"),
+        tp.Config(4, 64, 64, 32, True, num_warps=4, num_stages=4, flat=True, shuffle=True),
+        "tf32"),
+    "fp16 dot, one-row tile, four stages (G2, swept)": (
+        lambda: sub_pixel(64, 3, 4, torch.float16, "channels_last"),
+        tp.Config(1, 64, 64, 64, True, num_warps=4, num_stages=4, flat=True, shuffle=True)),
     "fp32 FMA, few channels": (
         lambda: sub_pixel(3, 1, 2, torch.float32), tp.Config(2, 64, 4, 4, False, flat=True)),
 }

@@ -199,3 +199,23 @@ def test_without_triton_everything_else_imports_and_runs():
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["triton", "is", "not", "installed", "ok"]
+
+
+@pytest.mark.parametrize("dtype,cin,slots,shuffle,want", [
+    (torch.float32, 64, 256, (2, 2), tp.Config(4, 64, 64, 16, True, num_warps=8, num_stages=4,
+                                                flat=True, shuffle=True)),  # G3
+    (torch.float32, 64, 48, (4, 4), tp.Config(4, 64, 64, 32, True, num_warps=4, num_stages=4,
+                                               flat=True, shuffle=True)),  # G2
+    (torch.float16, 64, 48, (4, 4), tp.Config(1, 64, 64, 64, True, num_warps=4, num_stages=4,
+                                               flat=True, shuffle=True)),  # G2
+    (torch.float16, 64, 48, None, tp.Config(1, 64, 64, 64, True, num_warps=4, num_stages=4,
+                                             flat=True)),  # ×3 phases: stored plainly
+])
+def test_candidates_include_what_the_h200_sweep_found_faster(dtype, cin, slots, shuffle, want):
+    assert want in tt.candidate_configs(dtype, cin, slots, 960, False, shuffle, False)
+    # not on grids narrower than a tile row, and not for one output channel (G1: 4 slots)
+    assert want not in tt.candidate_configs(dtype, cin, slots, 30, False, shuffle, False)
+    g1 = tt.candidate_configs(dtype, 32, 4, 1920, False, (2, 2), False)
+    assert [c.label() for c in g1] == [c.label() for c in tt.candidate_configs(
+        dtype, 32, 4, 1920, False, (2, 2), False) if c.block_h != 1 and not (
+            c.num_stages == 4 and c.shuffle)]

@@ -105,7 +105,28 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
                                   and c.num_stages == 3)):
             if config.block_n % (shuffle[0] * shuffle[1]) == 0:
                 shuffled.append(tp.Config(**{**asdict(config), "shuffle": True}))
-    ordered = dots + shuffled + fmas
+    # what a wider sweep on an H200 found faster than all of the above on channels_last
+    # inputs (python -m upconv.bench.gpu_sweep, 2026-11-27): one-row tiles with four stages
+    # for 16-bit types (G2 fp16 0.151 ms against 0.185), and for float32 four rows with four
+    # stages, on 64-slot blocks with 16-channel K steps where there are more slots (G3 1.38 ms
+    # against 2.05) or with 4 warps where the slots fit one block (G2 0.393 against 0.428)
+    # (blocks of 32 slots or more: with one output channel, G1, the sweep found nothing
+    # better than the tiles above; the one-row tile was measured on 64-slot blocks only)
+    swept = []
+    if grid_w > 64 and 32 <= bn <= 64 and dtype.itemsize == 2:
+        swept.append(tp.Config(1, 64, bn, bk, True, num_warps=4, num_stages=4, flat=True))
+    elif grid_w > 64 and bn >= 32:
+        if slots > 64 and cin >= 16:
+            swept.append(tp.Config(4, 64, 64, 16, True, num_warps=8, num_stages=4, flat=True))
+        if bn <= 64:
+            swept.append(tp.Config(4, 64, bn, bk, True, num_warps=4, num_stages=4, flat=True))
+    extra = []
+    for config in swept:  # stored shuffled where they can be, as they were measured
+        if shuffle is not None and config.block_n % (shuffle[0] * shuffle[1]) == 0:
+            config = tp.Config(**{**asdict(config), "shuffle": True})
+        if config not in dots + shuffled:
+            extra.append(config)
+    ordered = dots + shuffled + extra + fmas
     if nchw_input:
         # what the H200 chose for channels_last inputs: the pipelined tiles, stored shuffled
         # where they can be
