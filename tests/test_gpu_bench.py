@@ -83,7 +83,7 @@ def test_targets_from_measured_rows():
         "cuDNN conv+pixel_shuffle (NCHW)": 0.30, "cuDNN conv+pixel_shuffle (channels_last)": 0.26,
         "upconv revd2 (D-SP)": 0.10, "upconv auto (D-SP)": 0.11, "upconv tdc (D-SP)": 0.3,
         "cuDNN interpolate(nearest)+conv": 1.8, "conv_transpose2d (D-NN weights)": 0.3,
-        "upconv revd2 (D-NN)": 0.2})
+        "upconv revd2 (D-NN)": 0.2, "conv_transpose2d (D-SP weights)": 0.05})
     rows += rows_for("G3", "fp16", {"cuDNN conv+pixel_shuffle (NCHW)": 1.0,
                                     "upconv revd2 (D-SP)": 0.5}, ok=False)  # wrong outputs
     res = {"rows": rows, "copy_bandwidth_gbs": 3000.0, "io_bytes": {"G1 fp16": 149_299_200},
@@ -99,6 +99,7 @@ def test_targets_from_measured_rows():
     assert got["G1", "D-NN revd2 vs cuDNN resize-conv"]["value"] == 9.0
     assert got["G1", "D-NN revd2 vs conv_transpose2d"]["value"] == 1.5
     assert not got["G1", "D-NN revd2 vs conv_transpose2d"]["met"]
+    # the D-SP conv_transpose2d row leaves out the periodic bias: not a candidate of auto
     assert got["G1", "auto (D-SP) vs best candidate"]["value"] == pytest.approx(0.909, abs=1e-3)
     assert got["G1", "D-SP revd2 % of memory bound"]["value"] == pytest.approx(49.8, abs=0.1)
     assert got["G1", "energy per call: best C-SP / best REVD2 D-SP (> 1: REVD2 lower)"][

@@ -42,9 +42,9 @@ def markdown(res: dict) -> str:
         "one. **rel err**: max |out − trained form| / max |trained form|, the trained form in "
         "float32 with TF32 off from the same rounded weights; a case is **ok** within "
         + ", ".join(f"{k} {TOLERANCE[v]:g}" for k, v in DTYPES.items() if v in TOLERANCE)
-        + " (float32 cuDNN runs in TF32 by PyTorch's default; the kernel's float32 tensor-core "
-        "path is 3×TF32). † periodic bias not added (favours the baseline). auto → the "
-        "candidate it chose.", "",
+        + " (float32 cuDNN runs in TF32 by PyTorch's default, and so does the kernel's float32 "
+        "tensor-core path). † periodic bias not added (favours the baseline; not one of "
+        "`auto`'s candidates in its target). auto → the candidate it chose.", "",
         "## Targets", "",
         "| layer | dtype | target | measured | goal | met |", "|---|---|---|---:|---:|---|"]
     for t in res.get("targets", []):
