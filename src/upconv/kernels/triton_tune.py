@@ -73,6 +73,8 @@ def candidate_configs(dtype: torch.dtype, cin: int, slots: int, grid_w: int,
     more reading a channels_last copy of the input (``nhwc_input``): NCHW loads of shifted
     taps are one element per thread (on an H200, G1 fp16 took 0.35 ms from NCHW against
     0.16 from channels_last, G3 0.86 against 0.38; the copy costs a pass over the input).
+    Where a block holds 32 slots or more on a wide grid, the four-stage tiles that a wider
+    sweep on an H200 measured faster (:mod:`upconv.bench.gpu_sweep`; comment below).
     """
     bn = min(128, max(16, _pow2(slots)))
     bk = min(64 if dtype.itemsize == 2 else 32, max(16, _pow2(cin)))
