@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import upconv
 from upconv.bench import models as M
 from upconv.cli import main
 
@@ -278,3 +279,23 @@ def test_kept_memory_rows_pool_their_processes_and_set_no_target(espcn_rows):
 def test_cli_kept_processes_goes_with_models():
     res = CliRunner().invoke(main, ["bench", "--kept-processes", "2", "--quick"])
     assert res.exit_code != 0 and "--kept-processes goes with --models" in res.output
+
+
+def test_breakdown_rounds_run_in_orders_of_their_own(monkeypatch):
+    """Neither graph always runs right after the other (it would start on the other's freed
+    buffers every round)."""
+    from upconv.bench import breakdown as bd
+
+    log: list[str] = []
+
+    def fake_compile(model, x, recorder):
+        name = "converted" if any(isinstance(m, upconv.Deconv2d) for m in model.modules()) \
+            else "trained"
+        return lambda x: (log.append(name), recorder.calls[-1].append(("conv(1)", 1e-6)))
+
+    monkeypatch.setattr(bd, "_compile_instrumented", fake_compile)
+    spec = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight)
+    bd.breakdown(spec, rounds=12, seed=3)
+    rounds = [tuple(log[i : i + 2]) for i in range(0, len(log), 2)]
+    assert len(rounds) == 14 and all(sorted(r) == ["converted", "trained"] for r in rounds)
+    assert {r[0] for r in rounds} == {"trained", "converted"}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -104,9 +105,10 @@ def _split(call: list[tuple[str, float]], upsampler: str) -> tuple[float, float]
     return trunk, sum(t for _, t in call[trunk_end + 1 :])
 
 
-def breakdown(spec: ModelSpec, rounds: int, algorithm: str = "revd2"
+def breakdown(spec: ModelSpec, rounds: int, algorithm: str = "revd2", seed: int = 0
               ) -> dict[str, dict[str, float]]:
-    """Compile ``spec``'s trained and converted model, time both interleaved, kernel by kernel.
+    """Compile ``spec``'s trained and converted model, time both interleaved (each round in a
+    seeded random order), kernel by kernel.
 
     Returns, per variant, the medians (ms) of ``total``, ``trunk``, ``tail`` and ``rest`` and
     ``calls`` (the names of one call's wrapped kernels, in order), and under ``"paired"`` the
@@ -124,8 +126,12 @@ def breakdown(spec: ModelSpec, rounds: int, algorithm: str = "revd2"
             recorders[name] = _Recorder()
             compiled[name] = _compile_instrumented(model, x, recorders[name])
             totals[name] = []
+        order = random.Random(seed)
         for r in range(rounds + 2):  # two warm-up rounds
-            for name, fn in compiled.items():
+            # each round in an order of its own, as the suite's rounds: neither graph always
+            # runs right after the other has freed its buffers
+            for name in order.sample(list(compiled), len(compiled)):
+                fn = compiled[name]
                 recorders[name].calls.append([])
                 t0 = time.perf_counter()
                 fn(x)
@@ -168,15 +174,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=_positive, default=25, help="timed calls per process")
     parser.add_argument("--processes", type=_positive, default=1, help="fresh processes in all")
     parser.add_argument("--json", action="store_true", help="print one process's JSON line")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the rounds' orders (process i of --processes: seed + i)")
     args = parser.parse_args(argv)
     if args.json:
-        print(json.dumps(breakdown(MODELS[args.model], args.rounds)))
+        print(json.dumps(breakdown(MODELS[args.model], args.rounds, seed=args.seed)))
         return
     print(f"{args.model}, compiled, ms (medians of {args.rounds} calls), trained / converted:")
     print("| process | paired | tail | trunk | rest | total |\n|---|---:|---:|---:|---:|---:|")
     for i in range(1, args.processes + 1):
         done = subprocess.run([sys.executable, "-m", "upconv.bench.breakdown", args.model,
-                               "--rounds", str(args.rounds), "--json"], capture_output=True,
+                               "--rounds", str(args.rounds), "--seed", str(args.seed + i),
+                               "--json"], capture_output=True,
                               text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"process {i} failed: {done.stderr.strip()[-2000:]}")
