@@ -56,5 +56,8 @@ bench-gpu: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# also numba's on-disk kernel cache, which numba never prunes: it keeps the variants of
+# every earlier source version (hundreds of MB in a working checkout)
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
