@@ -21,7 +21,6 @@ from strategies import deconv_problems
 import upconv
 from upconv import autotune
 from upconv.functional import check_deconv, implementation
-from upconv.kernels import triton_plan as tp
 from upconv.kernels import triton_revd2 as tr
 from upconv.kernels import triton_tune as tt
 from upconv.shapes import resize_deconv_geometry, subpixel_deconv_geometry
@@ -102,17 +101,7 @@ def run_candidates(configs, x, wd, bd, geo, out_size, want, dtype):
 
 
 def candidates(call):
-    cin, c, kh, kw = call.weight.shape
-    qw = tp.phase_grid(call.stride[1], call.padding[2], call.out_size[1])
-    return tt.candidate_configs(call.x.dtype, cin,
-                                tp.slot_count(c, (kh, kw), call.stride, call.padding,
-                                              call.out_size), qw[1] - qw[0],
-                                tp.mixed_taps((kh, kw), call.stride, call.padding,
-                                              call.out_size),
-                                tp.shuffle_phases((kh, kw), call.stride, call.padding,
-                                                  call.out_size),
-                                call.x.is_contiguous() and not call.x.is_contiguous(
-                                    memory_format=torch.channels_last))
+    return tt.call_candidates(call.x, call.weight, call.stride, call.padding, call.out_size)
 
 
 # the benchmark layers' channel counts (Cin, C, r, N) on a 37 × 160 input: several tiles,

@@ -33,6 +33,8 @@ class GpuCase:
 
 
 CL = torch.channels_last
+#: The baseline row that leaves out the D-SP weights' periodic bias (less than the layer).
+CONVT_DSP_NO_BIAS = "conv_transpose2d (D-SP weights)"
 
 
 def baseline_cases(layer: Layer, t: LayerTensors) -> list[GpuCase]:
@@ -46,7 +48,7 @@ def baseline_cases(layer: Layer, t: LayerTensors) -> list[GpuCase]:
                 lambda: F.pixel_shuffle(F.conv2d(x, t.w_sp, t.b_sp, padding=pad), r)),
         GpuCase("cuDNN conv+pixel_shuffle (channels_last)", "SP", "baseline",
                 lambda: F.pixel_shuffle(F.conv2d(x_cl, w_cl, t.b_sp, padding=pad), r)),
-        GpuCase("conv_transpose2d (D-SP weights)", "SP", "baseline",
+        GpuCase(CONVT_DSP_NO_BIAS, "SP", "baseline",
                 lambda: F.conv_transpose2d(x, t.wd_sp, None, sp.stride, sp.symmetric_padding),
                 "SP-nobias", "periodic bias not added (favours the baseline)"),
         GpuCase("cuDNN interpolate(nearest)+conv", "NN", "baseline",

@@ -32,6 +32,7 @@ import torch
 
 from ..kernels.device_timing import DeviceClock
 from .gpu_cases import (
+    CONVT_DSP_NO_BIAS,
     TOLERANCE,
     GpuCase,
     baseline_cases,
@@ -43,8 +44,6 @@ from .gpu_zoo import GPU_LAYERS, GPU_ONLY, gpu_tensors, io_bytes
 
 PHASES = ("eager", "energy", "compile")
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
-#: Baseline rows that compute less than the layer (marked † in the report).
-WITHOUT_PERIODIC_BIAS = ("conv_transpose2d (D-SP weights)",)
 Progress = Callable[[str], None]
 
 
@@ -352,7 +351,7 @@ def energy_cases(layer, t) -> list[tuple[str, str, Callable[[], torch.Tensor], d
          by_name["cuDNN conv+pixel_shuffle (channels_last)"].fn, dict(op="C-SP", **dims)),
         ("C-NN cuDNN", "C-NN", by_name["cuDNN interpolate(nearest)+conv"].fn,
          dict(op="C-NN", **dims)),
-        ("conv_transpose2d (D-SP)", "D-SP", by_name["conv_transpose2d (D-SP weights)"].fn,
+        ("conv_transpose2d (D-SP)", "D-SP", by_name[CONVT_DSP_NO_BIAS].fn,
          dict(op="D-SP", algorithm="stdd", **dims)),
         ("REVD2 Triton (D-SP)", "D-SP",
          lambda: deconv2d(t.x, t.wd_sp, t.bd_sp, sp.stride, sp.padding, algorithm="revd2"),
@@ -535,7 +534,7 @@ def evaluate_gpu_targets(results: dict) -> list[dict]:
                 cands = [r["ms"] for r in rows if r["layer"] == lid and r["dtype"] == dt
                          and r["function"] == fun and r["ok"] and r["ms"] is not None
                          and not r["case"].startswith("upconv auto")
-                         and r["case"] not in WITHOUT_PERIODIC_BIAS]
+                         and r["case"] != CONVT_DSP_NO_BIAS]
                 if autos and cands:
                     add(lid, f"auto (D-{fun}) vs best candidate", min(cands) / min(autos),
                         0.95, dt)

@@ -78,11 +78,8 @@ def sweep_case(layer_id: str, dtype_name: str, budget_s: float, scale: float = 1
     out_size = geo.output_size(x.shape[-2], x.shape[-1])
     cin, c, kh, kw = w.shape
     slots = tp.slot_count(c, (kh, kw), geo.stride, geo.padding, out_size)
-    qw = tp.phase_grid(geo.stride[1], geo.padding[2], out_size[1])
     shuffle = tp.shuffle_phases((kh, kw), geo.stride, geo.padding, out_size)
-    tuner = tt.candidate_configs(dtype, cin, slots, qw[1] - qw[0],
-                                 tp.mixed_taps((kh, kw), geo.stride, geo.padding, out_size),
-                                 shuffle, False)
+    tuner = tt.call_candidates(x, w, geo.stride, geo.padding, out_size)
     rest = [cfg for cfg in grid(dtype.itemsize, cin, slots, shuffle) if cfg not in tuner]
     random.Random(seed).shuffle(rest)
     configs = tuner + rest
@@ -94,10 +91,10 @@ def sweep_case(layer_id: str, dtype_name: str, budget_s: float, scale: float = 1
     def timer(fn) -> float:
         return clock.median(fn, reps, warmup=1)
 
-    x_cl, w_cl = x, t.w_sp.contiguous(memory_format=torch.channels_last)
+    w_cl = t.w_sp.contiguous(memory_format=torch.channels_last)
     pad = layer.k // 2
     cudnn_ms = 1e3 * timer(
-        lambda: F.pixel_shuffle(F.conv2d(x_cl, w_cl, t.b_sp, padding=pad), layer.r))
+        lambda: F.pixel_shuffle(F.conv2d(x, w_cl, t.b_sp, padding=pad), layer.r))
 
     timings: dict[str, float | str] = {}
     t0 = time.perf_counter()

@@ -259,18 +259,24 @@ def tune(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair, paddin
     return best[1], timings
 
 
+def call_candidates(x: Tensor, weight: Tensor, stride: IntPair, padding: Pad4,
+                    out_size: IntPair) -> list[tp.Config]:
+    """:func:`candidate_configs` for one call (its dtype, channels, slots, phase-grid width,
+    tap patterns, shuffle and input layout)."""
+    cin, c, kh, kw = weight.shape
+    qw = tp.phase_grid(stride[1], padding[2], out_size[1])
+    return candidate_configs(x.dtype, cin, tp.slot_count(c, (kh, kw), stride, padding, out_size),
+                             qw[1] - qw[0], tp.mixed_taps((kh, kw), stride, padding, out_size),
+                             tp.shuffle_phases((kh, kw), stride, padding, out_size),
+                             x.is_contiguous() and not x.is_contiguous(
+                                 memory_format=torch.channels_last))
+
+
 def choose_config(x: Tensor, weight: Tensor, bias: Tensor | None, stride: IntPair,
                   padding: Pad4, out_size: IntPair) -> tp.Config:
     """The configuration for this call: cached, else tuned on the device (first candidate
     under the interpreter or with ``UPCONV_TRITON_TUNE=0``)."""
-    cin, c, kh, kw = weight.shape
-    slots = tp.slot_count(c, (kh, kw), stride, padding, out_size)
-    qw = tp.phase_grid(stride[1], padding[2], out_size[1])
-    configs = candidate_configs(x.dtype, cin, slots, qw[1] - qw[0],
-                                tp.mixed_taps((kh, kw), stride, padding, out_size),
-                                tp.shuffle_phases((kh, kw), stride, padding, out_size),
-                                x.is_contiguous() and not x.is_contiguous(
-                                    memory_format=torch.channels_last))
+    configs = call_candidates(x, weight, stride, padding, out_size)
     if interpreting() or x.device.type != "cuda" or os.environ.get(TUNE_ENV) == "0":
         return configs[0]
     key = tuning_key(x, weight, bias, stride, padding, out_size)
