@@ -118,6 +118,17 @@ def test_is_complete(tmp_path):
     old = dst.stat().st_mtime_ns - 10**9
     os.utime(dst, ns=(old, old))
     assert not is_complete(src, dst, 2)  # older than its input
+    # an animation: the output needs every frame (an older upconv wrote only the first)
+    gif, out = tmp_path / "b.gif", tmp_path / "b-x2.png"
+    frames = [Image.new("RGB", (10, 6), (40 * i, 0, 0)) for i in range(3)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    Image.new("RGB", (20, 12)).save(out)
+    assert not is_complete(gif, out, 2)
+    big = [f.resize((20, 12)) for f in frames]
+    big[0].save(out, save_all=True, append_images=big[1:])
+    assert is_complete(gif, out, 2)
+    big[0].save(out, save_all=True, append_images=[big[0], big[2]], duration=100)  # merged
+    assert Image.open(out).n_frames == 2 and is_complete(gif, out, 2)
 
 
 def test_plan_leaves_out_the_output_folder_and_flags_clashes(tmp_path):

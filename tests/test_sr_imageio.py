@@ -260,6 +260,129 @@ def test_output_format_follows_lossless_inputs_and_format_option(tmp_path):
     assert [p.name for p in (tmp_path / "jpeg").iterdir()] == ["a-x2.jpg"]
 
 
+# --- several frames: animations and multi-page TIFF --------------------------------------
+
+
+def _frame_up(frame: np.ndarray, net) -> np.ndarray:
+    """One frame upscaled on its own (the reference for a frame of an animation)."""
+    return upscale_picture(Picture(frame, ImageMeta()), net).pixels
+
+
+def _frames_of(path) -> list[np.ndarray]:
+    with Image.open(path) as img:
+        out = []
+        for i in range(getattr(img, "n_frames", 1)):
+            img.seek(i)
+            out.append(np.asarray(img.convert("RGBA") if img.mode == "RGBA" else img).copy())
+        return out
+
+
+def test_animated_gif_keeps_every_frame_timing_and_loop(tmp_path, espcn):
+    # three different frames; the first has a transparent pixel (a palette entry), so every
+    # frame becomes RGBA
+    rgb = [np.rint(_smooth(14, 18, 3, 255.0)).astype(np.uint8) for _ in range(3)]
+    frames = [Image.fromarray(a) for a in rgb]
+    frames[0] = frames[0].quantize(255)
+    frames[0].putpixel((0, 0), 255)
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:],
+                   duration=[100, 200, 300], loop=0, transparency=255)
+    pic = read_picture(tmp_path / "a.gif")
+    assert pic.frame_count == 3 and pic.durations == [100, 200, 300] and pic.loop == 0
+    assert pic.channels == 4 and all(f.shape == (14, 18, 4) for f in pic.all_frames())
+    result = _invoke("upscale", str(tmp_path / "a.gif"), "--scale", "2", "-o",
+                     str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "3 frames" in result.output
+    out = tmp_path / "out" / "a-x2.png"
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.n_frames == 3 and img.info["loop"] == 0
+        durations = []
+        for i in range(3):
+            img.seek(i)
+            durations.append(img.info["duration"])
+    assert durations == [100, 200, 300]
+    net = espcn.to_deconv("revd2")
+    for got, frame in zip(_frames_of(out), pic.all_frames(), strict=True):
+        assert np.abs(got.astype(int) - _frame_up(frame, net)).max() <= 1
+
+
+def test_animated_webp_with_alpha_becomes_an_animated_png(tmp_path, espcn):
+    rgba = [np.rint(_smooth(12, 16, 4, 255.0)).astype(np.uint8) for _ in range(2)]
+    Image.fromarray(rgba[0]).save(tmp_path / "a.webp", save_all=True, lossless=True,
+                                  append_images=[Image.fromarray(rgba[1])], duration=[40, 80])
+    pic = read_picture(tmp_path / "a.webp")
+    up = upscale_picture(pic, espcn)
+    assert up.frame_count == 2 and up.durations == [40, 80]
+    from upconv.sr.imageio import write_picture
+
+    write_picture(up, tmp_path / "a-x2.png", "png")
+    got = _frames_of(tmp_path / "a-x2.png")
+    assert [g.shape for g in got] == [(24, 32, 4)] * 2
+    for g, want in zip(got, up.all_frames(), strict=True):
+        np.testing.assert_array_equal(g, want)
+
+
+def test_multipage_tiff_keeps_every_page_at_its_depth_and_size(tmp_path, espcn):
+    pages = [np.rint(_smooth(10, 12, 3, 65535.0)).astype(np.uint16),
+             np.rint(_smooth(6, 8, 3, 65535.0)).astype(np.uint16)]  # a smaller second page
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tif:
+        for page in pages:
+            tif.write(page, photometric="rgb")
+    result = _invoke("upscale", str(tmp_path / "p.tif"), "--scale", "2", "-o",
+                     str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "p-x2.tif") as tif:
+        got = [page.asarray() for page in tif.pages]
+    assert [g.shape for g in got] == [(20, 24, 3), (12, 16, 3)]
+    assert all(g.dtype == np.uint16 for g in got)
+    net = espcn.to_deconv("revd2")
+    for g, page in zip(got, pages, strict=True):
+        assert np.abs(g.astype(int) - _frame_up(page, net)).max() <= 1
+    # pages of different sizes cannot be one animated PNG: said, and nothing written
+    result = _invoke("upscale", str(tmp_path / "p.tif"), "--scale", "2", "--format", "png",
+                     "-o", str(tmp_path / "png"))
+    assert result.exit_code != 0 and "choose --format tiff" in result.output
+    assert not list((tmp_path / "png").iterdir())
+
+
+def test_grey_multipage_tiff_through_pillow(tmp_path, espcn):
+    pages = [Image.fromarray(np.rint(_smooth(9, 11, 1, 255.0)[..., 0]).astype(np.uint8))
+             for _ in range(3)]
+    pages[0].save(tmp_path / "g.tiff", save_all=True, append_images=pages[1:])
+    pic = read_picture(tmp_path / "g.tiff")
+    assert pic.frame_count == 3 and pic.durations is None and pic.describe() == "L 8-bit, 3 frames"
+    from upconv.sr.imageio import write_picture
+
+    write_picture(upscale_picture(pic, espcn), tmp_path / "g-x2.tiff", "tiff")
+    got = _frames_of(tmp_path / "g-x2.tiff")
+    assert len(got) == 3
+    for g, page in zip(got, pic.all_frames(), strict=True):
+        np.testing.assert_array_equal(g[..., None], _frame_up(page, espcn))
+
+
+def test_pages_of_different_layouts_are_read_as_one(tmp_path):
+    grey = np.rint(_smooth(6, 7, 1, 255.0)[..., 0]).astype(np.uint8)
+    rgba = np.rint(_smooth(6, 7, 4, 255.0)).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "m.tif", save_all=True,
+                               append_images=[Image.fromarray(rgba)])
+    pic = read_picture(tmp_path / "m.tif")
+    assert [f.shape for f in pic.all_frames()] == [(6, 7, 4)] * 2
+    np.testing.assert_array_equal(pic.pixels[..., :3], np.repeat(grey[..., None], 3, 2))
+    assert (pic.pixels[..., 3] == 255).all()  # opaque where the page had no alpha
+    np.testing.assert_array_equal(pic.frames[0], rgba)
+
+
+def test_several_frames_refuse_jpeg(tmp_path):
+    frames = [Image.fromarray(np.rint(_smooth(8, 8, 3, 255.0)).astype(np.uint8))
+              for _ in range(2)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    result = _invoke("upscale", str(tmp_path / "a.gif"), "--scale", "2", "--format", "jpeg",
+                     "-o", str(tmp_path / "out"))
+    assert result.exit_code != 0
+    assert "JPEG holds one frame and this image has 2" in result.output
+    assert not list((tmp_path / "out").iterdir())
+
+
 # --- networks on luma or RGB -----------------------------------------------------------
 
 

@@ -124,9 +124,10 @@ def upscale(inputs, outdir, scale, model, algorithm, tile, fast, overwrite, form
             crf, preset, batch, ray_address, workers, device, threads) -> None:
     """Upscale images (grey, RGB, alpha; 8/16-bit, float TIFF) and videos (.mp4 .mkv .mov
     .webm .avi): luma through the network (RGB for RGB networks), chroma and alpha by
-    bicubic. Keeps bit depth, ICC profile, dpi and EXIF (orientation applied); videos keep
-    timing and audio. Writes NAME-xSCALE.png (a TIFF keeps its suffix, a video its
-    container; see --format); unreadable files are reported and skipped."""
+    bicubic. Keeps bit depth, ICC profile, dpi and EXIF (orientation applied), and every
+    frame of an animation (GIF, PNG, WebP: an animated PNG, timing and loop kept) or page of
+    a TIFF; videos keep timing and audio. Writes NAME-xSCALE.png (a TIFF keeps its suffix,
+    a video its container; see --format); unreadable files are reported and skipped."""
     from ..sr.allocator import keep_freed_memory
     from ..sr.upscale import upscale_files
     from ..sr.video import VideoOptions

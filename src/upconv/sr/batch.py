@@ -106,13 +106,15 @@ def plan_jobs(in_dir: Path, out_dir: Path, scale: int, format: str | None = None
     return jobs, failures
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` as displayed (EXIF orientation 5..8 swaps them), from the header."""
+def _image_size(path: Path) -> tuple[int, int, int]:
+    """``(width, height, frames)``: the size as displayed (EXIF orientation 5..8 swaps
+    it) and the number of frames or pages, from the headers."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:  # the header only: no pixel data is read
             w, h = img.size
+            frames = getattr(img, "n_frames", 1)
             if img.format == "TIFF":
                 orientation = img.tag_v2.get(0x0112, 1)
             elif "exif" in img.info:  # EXIF before the pixels (JPEG, PNG eXIf before IDAT)
@@ -128,18 +130,23 @@ def _image_size(path: Path) -> tuple[int, int]:
             page = tif.pages.first
             w, h = page.imagewidth, page.imagelength
             orientation = page.orientation
-    return (h, w) if int(orientation or 1) in (5, 6, 7, 8) else (w, h)
+            frames = len(tif.pages)
+    return (h, w, frames) if int(orientation or 1) in (5, 6, 7, 8) else (w, h, frames)
 
 
 def is_complete(src: str | os.PathLike[str], dst: str | os.PathLike[str], scale: int) -> bool:
     """Whether ``dst`` is a finished output of ``src``: it exists, is no older than ``src``,
-    decodes fully, and is ``scale`` times ``src``'s displayed size."""
+    decodes fully, is ``scale`` times ``src``'s displayed size and has as many frames (an
+    output of a version that kept only an animation's first frame is not complete)."""
     src, dst = Path(src), Path(dst)
     try:
         if dst.stat().st_mtime_ns < src.stat().st_mtime_ns:
             return False
-        w, h = _image_size(src)
-        return read_picture(dst).size == (scale * w, scale * h)
+        w, h, frames = _image_size(src)
+        out = read_picture(dst)
+        # an animated PNG merges identical consecutive frames (their times add up)
+        merged = out.durations is not None and 1 < out.frame_count < frames
+        return out.size == (scale * w, scale * h) and (out.frame_count == frames or merged)
     except Exception:  # anything unreadable is simply not complete
         return False
 

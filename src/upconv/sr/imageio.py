@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,11 +47,19 @@ class Picture:
 
     ``pixels``: ``(H, W, C)``, ``C`` = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; uint8, uint16 or
     float32. ``source_format``: the format read (Pillow's name: ``"PNG"``, ``"JPEG"``, ...).
+
+    Files with several frames (animated GIF, PNG and WebP, multi-page TIFF) keep them all:
+    ``pixels`` is the first, ``frames`` the others (the same channels and dtype; TIFF pages
+    may differ in size), ``durations`` each frame's display time in ms (animations; ``None``
+    for pages) and ``loop`` how often an animation plays (0: for ever).
     """
 
     pixels: np.ndarray
     meta: ImageMeta
     source_format: str = "PNG"
+    frames: list[np.ndarray] = field(default_factory=list)
+    durations: list[float] | None = None
+    loop: int = 0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,11 +74,20 @@ class Picture:
     def has_alpha(self) -> bool:
         return self.channels in (2, 4)
 
+    @property
+    def frame_count(self) -> int:
+        return 1 + len(self.frames)
+
+    def all_frames(self) -> list[np.ndarray]:
+        """Every frame's pixels, in order."""
+        return [self.pixels, *self.frames]
+
     def describe(self) -> str:
-        """e.g. ``"RGB 16-bit"``, ``"L float32"``."""
+        """e.g. ``"RGB 16-bit"``, ``"L float32"``, ``"RGBA 8-bit, 12 frames"``."""
         dtype = self.pixels.dtype
         depth = "float32" if dtype == np.float32 else f"{8 * dtype.itemsize}-bit"
-        return f"{_CHANNEL_MODES[self.channels]} {depth}"
+        frames = f", {self.frame_count} frames" if self.frames else ""
+        return f"{_CHANNEL_MODES[self.channels]} {depth}{frames}"
 
 
 def default_format(source_format: str, requested: str | None = None) -> str:
@@ -87,37 +104,85 @@ def default_format(source_format: str, requested: str | None = None) -> str:
 
 
 def read_picture(path: str | os.PathLike[str]) -> Picture:
-    """Read ``path`` fully at its stored depth, orientation applied. Raises
-    :class:`~upconv.sr.images.ImageError` naming the file and what is wrong with it."""
+    """Read ``path`` fully at its stored depth, orientation applied, every frame of an
+    animation or page of a TIFF. Raises :class:`~upconv.sr.images.ImageError` naming the file
+    and what is wrong with it."""
     path = Path(path)
+    durations: list[float] | None = None
+    loop = 0
     with read_errors(path):
         try:
             with Image.open(path) as img:
                 img.load()
                 meta = read_meta(img)
                 fmt = img.format or "PNG"
-                pixels = _pillow_pixels(img, path, meta)
+                n = getattr(img, "n_frames", 1)
+                frames = [_pillow_pixels(img, path, meta, 0, n)]
+                animated = n > 1 and fmt != "TIFF"
+                if animated:
+                    durations = [float(img.info.get("duration") or 0)]
+                    loop = int(img.info.get("loop", 1))  # a GIF without one plays once
+                for i in range(1, n):
+                    img.seek(i)
+                    frames.append(_pillow_pixels(img, path, meta, i, n))
+                    if durations is not None:
+                        durations.append(float(img.info.get("duration") or 0))
         except UnidentifiedImageError:
             if path.suffix.lower() not in (".tif", ".tiff"):
                 raise
             # TIFFs Pillow cannot open at all (float RGB, ...): tifffile reads them
-            pixels, meta, fmt = _read_tifffile(path), _tiff_meta(path), "TIFF"
-    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        raise ImageError(f"{path}: the image is empty ({pixels.shape[1]}×{pixels.shape[0]} "
-                         "pixels)")
-    return Picture(orient(pixels, meta.orientation), meta, fmt)
+            meta, fmt = _tiff_meta(path), "TIFF"
+            frames = [_read_tifffile(path, i) for i in range(_tiff_pages(path))]
+        frames = _same_layout(frames)
+    for arr in frames:
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ImageError(f"{path}: the image is empty ({arr.shape[1]}×{arr.shape[0]} "
+                             "pixels)")
+    frames = [orient(arr, meta.orientation) for arr in frames]
+    return Picture(frames[0], meta, fmt, frames[1:], durations, loop)
 
 
-def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta) -> np.ndarray:
-    """``img``'s samples at full depth, ``(H, W, C)``; re-read with pypng / tifffile where
-    Pillow holds fewer bits than the file."""
+def _same_layout(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Frames with one channel layout: grey ones made RGB where any frame has colour, an
+    opaque alpha added where any frame has alpha (a GIF's frames differ so). Raises
+    ValueError for frames of different sample types."""
+    if len(frames) == 1:
+        return frames
+    if len({f.dtype for f in frames}) > 1:
+        raise ValueError("its frames have different sample types "
+                         f"({', '.join(sorted({str(f.dtype) for f in frames}))}); "
+                         "split them into files of their own")
+    colour = any(f.shape[2] >= 3 for f in frames)
+    alpha = any(f.shape[2] in (2, 4) for f in frames)
+    out = []
+    for f in frames:
+        has_alpha = f.shape[2] in (2, 4)
+        body = f[..., : f.shape[2] - has_alpha]
+        if colour and body.shape[2] == 1:
+            body = np.repeat(body, 3, axis=2)
+        if alpha:
+            top = 1.0 if f.dtype == np.float32 else np.iinfo(f.dtype).max
+            opaque = np.full((*f.shape[:2], 1), top, f.dtype)
+            body = np.concatenate([body, f[..., -1:] if has_alpha else opaque], axis=2)
+        out.append(np.ascontiguousarray(body))
+    return out
+
+
+def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta, frame: int = 0,
+                   frames: int = 1) -> np.ndarray:
+    """The samples of ``img``'s current frame (number ``frame`` of ``frames``) at full depth,
+    ``(H, W, C)``; re-read with pypng / tifffile where Pillow holds fewer bits than the
+    file."""
     mode = img.mode
     if img.format == "PNG" and mode in ("LA", "RGB", "RGBA") and _png_bit_depth(path) == 16:
+        if frames > 1:  # pypng reads the default image only; Pillow holds 8 bits of colour
+            raise ValueError("16-bit colour animated PNGs are not supported; save the "
+                             "frames as separate files")
         return _read_png16(path)
     if img.format == "TIFF" and mode in ("LA", "RGB", "RGBA"):
         bits = img.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
-            return _read_tifffile(path)
+            return _read_tifffile(path, frame)
     if mode.startswith("I;16"):
         return np.asarray(img, dtype=np.uint16)[..., None]
     if mode == "I":
@@ -158,12 +223,22 @@ def _read_png16(path: Path) -> np.ndarray:
     return arr.reshape(height, width, info["planes"])
 
 
-def _read_tifffile(path: Path) -> np.ndarray:
+def _tiff_pages(path: Path) -> int:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
+            return len(tif.pages)
+    except (tifffile.TiffFileError, KeyError, ValueError) as err:
+        raise ValueError(f"tifffile: {err}") from None
+
+
+def _read_tifffile(path: Path, page_number: int = 0) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[page_number]
             arr = page.asarray()
             axes = page.axes
     except (tifffile.TiffFileError, KeyError, ValueError) as err:
@@ -212,10 +287,14 @@ def write_picture(pic: Picture, path: str | os.PathLike[str], format: str) -> li
     """Write ``pic`` to ``path`` atomically in ``format`` (a key of :data:`FORMATS`).
 
     Returns notes on what could not be kept (e.g. 16 bits in a JPEG, EXIF sub-IFDs in a
-    TIFF). Raises ValueError when the format cannot hold the image (alpha in a JPEG).
+    TIFF). Raises ValueError when the format cannot hold the image (alpha or several frames
+    in a JPEG). Several frames become an animated PNG (APNG) or a multi-page TIFF.
     """
     path = Path(path)
     notes: list[str] = []
+    if pic.frames and format == "jpeg":
+        raise ValueError(f"JPEG holds one frame and this image has {pic.frame_count}; "
+                         "choose --format png (animated) or tiff (pages)")
     writer = {"png": _write_png, "tiff": _write_tiff, "jpeg": _write_jpeg}[format]
     meta = pic.meta
     if meta.icc_profile is not None and not icc_fits(meta.icc_profile, pic.channels - (
@@ -250,14 +329,28 @@ def _png_text(text: dict[str, str]) -> PngImagePlugin.PngInfo | None:
 
 
 def _write_png(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
-    pixels, notes = pic.pixels, []
-    if pixels.dtype == np.float32:
+    frames, notes = pic.all_frames(), []
+    if pic.pixels.dtype == np.float32:
         from .pixels import quantize
 
-        pixels = quantize(pixels, np.uint16)
+        frames = [quantize(a, np.uint16) for a in frames]
         notes.append("float samples written as 16-bit PNG (PNG has no float samples)")
+    pixels = frames[0]
     icc, dpi, text = _icc(pic), pic.meta.dpi, pic.meta.text
-    if pixels.dtype == np.uint8 or pixels.shape[2] == 1:
+    pillow_can = pixels.dtype == np.uint8 or pixels.shape[2] == 1
+    if len(frames) > 1:
+        if not pillow_can:
+            raise ValueError("16-bit colour animations cannot be written as PNG here; "
+                             "choose --format tiff (one page per frame)")
+        if len({a.shape for a in frames}) > 1:
+            raise ValueError("its pages differ in size and an animated PNG's frames cannot; "
+                             "choose --format tiff")
+        _pillow_image(pixels).save(
+            f, format="PNG", save_all=True, append_images=[_pillow_image(a) for a in frames[1:]],
+            duration=pic.durations or 0, loop=pic.loop, icc_profile=icc, dpi=dpi,
+            exif=exif.tobytes() if exif else b"", pnginfo=_png_text(text))
+        return notes
+    if pillow_can:
         _pillow_image(pixels).save(f, format="PNG", icc_profile=icc, dpi=dpi,
                                    exif=exif.tobytes() if exif else b"",
                                    pnginfo=_png_text(text))
@@ -307,29 +400,40 @@ def _write_tiff(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]
     icc, dpi = _icc(pic), pic.meta.dpi
     pillow_can = pixels.dtype == np.uint8 or pixels.shape[2] == 1
     if pillow_can:
-        kwargs = {"icc_profile": icc} if icc else {}
+        kwargs: dict[str, object] = {"icc_profile": icc} if icc else {}
         if dpi:
             kwargs["dpi"] = dpi
         tags = _tiff_tags(exif)
         if tags is not None:
             kwargs["exif"] = tags
-        _pillow_image(pixels).save(f, format="TIFF", compression="tiff_adobe_deflate",
+        if not pic.frames:
+            _pillow_image(pixels).save(f, format="TIFF", compression="tiff_adobe_deflate",
+                                       **kwargs)
+            return notes
+        # Pillow appends pages by reading back what it wrote: a BytesIO, then the file
+        pages = io.BytesIO()
+        _pillow_image(pixels).save(pages, format="TIFF", compression="tiff_adobe_deflate",
+                                   save_all=True,
+                                   append_images=[_pillow_image(a) for a in pic.frames],
                                    **kwargs)
+        f.write(pages.getbuffer())
         return notes
     import tifffile
 
     extratags = [(code, "s", 0, exif[code], True) for code in (271, 272, 315, 33432)
                  if exif is not None and isinstance(exif.get(code), str)]
     c, buf = pixels.shape[2], io.BytesIO()  # tifffile wants a named file or a BytesIO
-    tifffile.imwrite(
-        buf, pixels, photometric="rgb" if c >= 3 else "minisblack",
-        extrasamples=("unassalpha",) if c in (2, 4) else None,
-        compression="zlib", iccprofile=icc, metadata=None,
-        resolution=dpi, resolutionunit="INCH" if dpi else None,
-        description=exif.get(270) if exif is not None else None,
-        software=exif.get(305) if exif is not None else None,
-        datetime=exif.get(306) if exif is not None else None,
-        extratags=extratags)
+    with tifffile.TiffWriter(buf) as tif:
+        for page in pic.all_frames():
+            tif.write(
+                page, photometric="rgb" if c >= 3 else "minisblack",
+                extrasamples=("unassalpha",) if c in (2, 4) else None,
+                compression="zlib", iccprofile=icc, metadata=None,
+                resolution=dpi, resolutionunit="INCH" if dpi else None,
+                description=exif.get(270) if exif is not None else None,
+                software=exif.get(305) if exif is not None else None,
+                datetime=exif.get(306) if exif is not None else None,
+                extratags=extratags)
     f.write(buf.getbuffer())
     return notes
 

@@ -100,10 +100,12 @@ def upscale_float(x: np.ndarray, model: nn.Module, tile: int | None = None,
 
 def upscale_picture(pic: Picture, model: nn.Module, tile: int | None = None,
                     exact: bool = True) -> Picture:
-    """``pic`` upscaled ×r at its own depth (float32 samples are not clipped), same metadata."""
+    """``pic`` upscaled ×r at its own depth (float32 samples are not clipped), same metadata;
+    every frame, one at a time."""
     integer = pic.pixels.dtype != np.float32
-    up = upscale_float(to_float(pic.pixels)[None], model, tile, exact, clip=integer)[0]
-    return Picture(quantize(up, pic.pixels.dtype), pic.meta, pic.source_format)
+    frames = [quantize(upscale_float(to_float(a)[None], model, tile, exact, clip=integer)[0],
+                       a.dtype) for a in pic.all_frames()]
+    return Picture(frames[0], pic.meta, pic.source_format, frames[1:], pic.durations, pic.loop)
 
 
 def output_path(src: Path, scale: int, outdir: Path | None, taken: set[Path],
