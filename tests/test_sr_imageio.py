@@ -372,6 +372,21 @@ def test_pages_of_different_layouts_are_read_as_one(tmp_path):
     np.testing.assert_array_equal(pic.frames[0], rgba)
 
 
+def test_unsupported_layouts_are_named_not_called_corrupt(tmp_path):
+    from upconv.sr.images import ImageError
+
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:  # an 8-bit and a 16-bit page
+        tif.write(np.zeros((4, 5), np.uint8))
+        tif.write(np.zeros((4, 5), np.uint16))
+    with pytest.raises(ImageError, match="frames have different sample types") as err:
+        read_picture(tmp_path / "mixed.tif")
+    assert "corrupt" not in str(err.value) and "mixed.tif" in str(err.value)
+    tifffile.imwrite(tmp_path / "wide.tif", np.zeros((4, 5, 3), np.uint32), photometric="rgb")
+    with pytest.raises(ImageError, match="uint32 TIFF samples are not supported") as err:
+        read_picture(tmp_path / "wide.tif")
+    assert "corrupt" not in str(err.value)
+
+
 def test_several_frames_refuse_jpeg(tmp_path):
     frames = [Image.fromarray(np.rint(_smooth(8, 8, 3, 255.0)).astype(np.uint8))
               for _ in range(2)]

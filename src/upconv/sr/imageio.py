@@ -133,7 +133,7 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
             # TIFFs Pillow cannot open at all (float RGB, ...): tifffile reads them
             meta, fmt = _tiff_meta(path), "TIFF"
             frames = [_read_tifffile(path, i) for i in range(_tiff_pages(path))]
-        frames = _same_layout(frames)
+        frames = _same_layout(frames, path)
     for arr in frames:
         if arr.shape[0] < 1 or arr.shape[1] < 1:
             raise ImageError(f"{path}: the image is empty ({arr.shape[1]}×{arr.shape[0]} "
@@ -142,14 +142,14 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
     return Picture(frames[0], meta, fmt, frames[1:], durations, loop)
 
 
-def _same_layout(frames: list[np.ndarray]) -> list[np.ndarray]:
+def _same_layout(frames: list[np.ndarray], path: Path) -> list[np.ndarray]:
     """Frames with one channel layout: grey ones made RGB where any frame has colour, an
     opaque alpha added where any frame has alpha (a GIF's frames differ so). Raises
-    ValueError for frames of different sample types."""
+    ImageError for frames of different sample types."""
     if len(frames) == 1:
         return frames
     if len({f.dtype for f in frames}) > 1:
-        raise ValueError("its frames have different sample types "
+        raise ImageError(f"{path}: its frames have different sample types "
                          f"({', '.join(sorted({str(f.dtype) for f in frames}))}); "
                          "split them into files of their own")
     colour = any(f.shape[2] >= 3 for f in frames)
@@ -176,8 +176,8 @@ def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta, frame: int = 0
     mode = img.mode
     if img.format == "PNG" and mode in ("LA", "RGB", "RGBA") and _png_bit_depth(path) == 16:
         if frames > 1:  # pypng reads the default image only; Pillow holds 8 bits of colour
-            raise ValueError("16-bit colour animated PNGs are not supported; save the "
-                             "frames as separate files")
+            raise ImageError(f"{path}: 16-bit colour animated PNGs are not supported; save "
+                             "the frames as separate files")
         return _read_png16(path)
     if img.format == "TIFF" and mode in ("LA", "RGB", "RGBA"):
         bits = img.tag_v2.get(258, (8,))
@@ -188,8 +188,8 @@ def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta, frame: int = 0
     if mode == "I":
         arr = np.asarray(img)
         if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
-            raise ValueError("32-bit integer samples outside 0..65535 are not supported; "
-                             "save the image as 16-bit or float")
+            raise ImageError(f"{path}: 32-bit integer samples outside 0..65535 are not "
+                             "supported; save the image as 16-bit or float")
         return arr.astype(np.uint16)[..., None]
     if mode == "F":
         return np.asarray(img, dtype=np.float32)[..., None]
@@ -248,12 +248,14 @@ def _read_tifffile(path: Path, page_number: int = 0) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] > 4:
-        raise ValueError(f"TIFF of shape {arr.shape} ({axes}); expected grey, RGB or RGBA")
+        raise ImageError(f"{path}: TIFF of shape {arr.shape} ({axes}); expected grey, RGB "
+                         "or RGBA")
     if arr.dtype.kind == "f":
         return arr.astype(np.float32)
     if arr.dtype in (np.uint8, np.uint16):
         return arr
-    raise ValueError(f"{arr.dtype} TIFF samples are not supported (uint8, uint16, float)")
+    raise ImageError(f"{path}: {arr.dtype} TIFF samples are not supported (uint8, uint16, "
+                     "float)")
 
 
 def _tiff_meta(path: Path) -> ImageMeta:

@@ -39,6 +39,8 @@ def read_errors(path: Path) -> Iterator[None]:
     pixels, truncated or corrupt data) into an :class:`ImageError` naming ``path``."""
     try:
         yield
+    except ImageError:  # already says what is wrong (e.g. a layout that is not supported)
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
