@@ -117,22 +117,21 @@ def read_picture(path: str | os.PathLike[str]) -> Picture:
                 meta = read_meta(img)
                 fmt = img.format or "PNG"
                 n = getattr(img, "n_frames", 1)
-                frames = [_pillow_pixels(img, path, meta, 0, n)]
-                animated = n > 1 and fmt != "TIFF"
-                if animated:
-                    durations = [float(img.info.get("duration") or 0)]
-                    loop = int(img.info.get("loop", 1))  # a GIF without one plays once
-                for i in range(1, n):
-                    img.seek(i)
+                plays = int(img.info.get("loop", 1))  # a GIF without one plays once
+                frames, times = [], []
+                for i in range(n):
+                    if i:
+                        img.seek(i)
                     frames.append(_pillow_pixels(img, path, meta, i, n))
-                    if durations is not None:
-                        durations.append(float(img.info.get("duration") or 0))
+                    times.append(float(img.info.get("duration") or 0))
+                if n > 1 and fmt != "TIFF":  # an animation (TIFF pages have no timing)
+                    durations, loop = times, plays
         except UnidentifiedImageError:
             if path.suffix.lower() not in (".tif", ".tiff"):
                 raise
             # TIFFs Pillow cannot open at all (float RGB, ...): tifffile reads them
             meta, fmt = _tiff_meta(path), "TIFF"
-            frames = [_read_tifffile(path, i) for i in range(_tiff_pages(path))]
+            frames = _read_tifffile(path)
         frames = _same_layout(frames, path)
     for arr in frames:
         if arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -182,7 +181,7 @@ def _pillow_pixels(img: Image.Image, path: Path, meta: ImageMeta, frame: int = 0
     if img.format == "TIFF" and mode in ("LA", "RGB", "RGBA"):
         bits = img.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
-            return _read_tifffile(path, frame)
+            return _read_tifffile(path, frame)[0]
     if mode.startswith("I;16"):
         return np.asarray(img, dtype=np.uint16)[..., None]
     if mode == "I":
@@ -223,26 +222,22 @@ def _read_png16(path: Path) -> np.ndarray:
     return arr.reshape(height, width, info["planes"])
 
 
-def _tiff_pages(path: Path) -> int:
+def _read_tifffile(path: Path, page_number: int | None = None) -> list[np.ndarray]:
+    """The samples of page ``page_number`` of a TIFF, or of every page (None), read by
+    tifffile in one opening of the file."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
+            pages = tif.pages if page_number is None else [tif.pages[page_number]]
+            read = [(page.asarray(), page.axes) for page in pages]
     except (tifffile.TiffFileError, KeyError, ValueError) as err:
         raise ValueError(f"tifffile: {err}") from None
+    return [_tiff_samples(arr, axes, path) for arr, axes in read]
 
 
-def _read_tifffile(path: Path, page_number: int = 0) -> np.ndarray:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[page_number]
-            arr = page.asarray()
-            axes = page.axes
-    except (tifffile.TiffFileError, KeyError, ValueError) as err:
-        raise ValueError(f"tifffile: {err}") from None
+def _tiff_samples(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    """A tifffile page's array as ``(H, W, C)`` uint8, uint16 or float32."""
     if axes.startswith("S"):  # planar configuration: samples first
         arr = np.moveaxis(arr, 0, -1)
     if arr.ndim == 2:
@@ -340,6 +335,10 @@ def _write_png(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
     pixels = frames[0]
     icc, dpi, text = _icc(pic), pic.meta.dpi, pic.meta.text
     pillow_can = pixels.dtype == np.uint8 or pixels.shape[2] == 1
+    if len(frames) == 1 and not pillow_can:
+        f.write(_png16_bytes(pixels, icc, dpi, exif, text))
+        return notes
+    animation: dict[str, object] = {}
     if len(frames) > 1:
         if not pillow_can:
             raise ValueError("16-bit colour animations cannot be written as PNG here; "
@@ -347,17 +346,11 @@ def _write_png(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]:
         if len({a.shape for a in frames}) > 1:
             raise ValueError("its pages differ in size and an animated PNG's frames cannot; "
                              "choose --format tiff")
-        _pillow_image(pixels).save(
-            f, format="PNG", save_all=True, append_images=[_pillow_image(a) for a in frames[1:]],
-            duration=pic.durations or 0, loop=pic.loop, icc_profile=icc, dpi=dpi,
-            exif=exif.tobytes() if exif else b"", pnginfo=_png_text(text))
-        return notes
-    if pillow_can:
-        _pillow_image(pixels).save(f, format="PNG", icc_profile=icc, dpi=dpi,
-                                   exif=exif.tobytes() if exif else b"",
-                                   pnginfo=_png_text(text))
-        return notes
-    f.write(_png16_bytes(pixels, icc, dpi, exif, text))
+        animation = {"save_all": True, "append_images": [_pillow_image(a) for a in frames[1:]],
+                     "duration": pic.durations or 0, "loop": pic.loop}
+    _pillow_image(pixels).save(f, format="PNG", icc_profile=icc, dpi=dpi,
+                               exif=exif.tobytes() if exif else b"", pnginfo=_png_text(text),
+                               **animation)
     return notes
 
 
@@ -408,17 +401,14 @@ def _write_tiff(pic: Picture, f: BinaryIO, exif: Image.Exif | None) -> list[str]
         tags = _tiff_tags(exif)
         if tags is not None:
             kwargs["exif"] = tags
-        if not pic.frames:
-            _pillow_image(pixels).save(f, format="TIFF", compression="tiff_adobe_deflate",
-                                       **kwargs)
-            return notes
+        if pic.frames:
+            kwargs.update(save_all=True,
+                          append_images=[_pillow_image(a) for a in pic.frames])
         # Pillow appends pages by reading back what it wrote: a BytesIO, then the file
-        pages = io.BytesIO()
-        _pillow_image(pixels).save(pages, format="TIFF", compression="tiff_adobe_deflate",
-                                   save_all=True,
-                                   append_images=[_pillow_image(a) for a in pic.frames],
+        encoded = io.BytesIO()
+        _pillow_image(pixels).save(encoded, format="TIFF", compression="tiff_adobe_deflate",
                                    **kwargs)
-        f.write(pages.getbuffer())
+        f.write(encoded.getbuffer())
         return notes
     import tifffile
 
