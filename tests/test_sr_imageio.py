@@ -345,6 +345,17 @@ def test_multipage_tiff_keeps_every_page_at_its_depth_and_size(tmp_path, espcn):
     assert not list((tmp_path / "png").iterdir())
 
 
+def test_multipage_float_rgb_tiff_pillow_cannot_open(tmp_path):
+    pages = [RNG.random((5, 6, 3)).astype(np.float32) * 2 - 0.5 for _ in range(2)]
+    with tifffile.TiffWriter(tmp_path / "f.tif") as tif:
+        for page in pages:
+            tif.write(page, photometric="rgb")
+    pic = read_picture(tmp_path / "f.tif")  # read by tifffile alone
+    assert pic.frame_count == 2
+    for got, page in zip(pic.all_frames(), pages, strict=True):
+        np.testing.assert_array_equal(got, page)
+
+
 def test_grey_multipage_tiff_through_pillow(tmp_path, espcn):
     pages = [Image.fromarray(np.rint(_smooth(9, 11, 1, 255.0)[..., 0]).astype(np.uint8))
              for _ in range(3)]
