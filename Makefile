@@ -43,10 +43,11 @@ bench-heldout: $(STAMP)
 bench-small: $(STAMP)
 	$(BIN)/upconv bench --zoo small --repeats 21
 
-# whole networks, trained vs converted, eager and torch.compile, in eight default processes and
-# four more that keep freed memory (extra rows); writes models.{md,json} (~14 min)
+# whole networks, trained vs converted, eager and torch.compile, 100 rounds per mode in each of
+# five default processes and two more that keep freed memory (extra rows); writes
+# models.{md,json} (~35 min)
 bench-models: $(STAMP)
-	$(BIN)/upconv bench --models all --repeats 15 --processes 8 --kept-processes 4
+	$(BIN)/upconv bench --models all --repeats 100 --processes 5 --kept-processes 2
 
 # the GPU suite on a CUDA machine (docs/gpu.md); writes benchmarks/results/gpu-<device>.{md,json}.
 # benchmarks/gpu_check.sh OUTDIR runs it with the CUDA tests and time limits, installing nothing.

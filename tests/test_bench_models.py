@@ -60,6 +60,40 @@ def test_timed_compiled_models_run_inductors_default_kernels(monkeypatch):
     assert next(r for r in rows if r.variant == "trained" and r.mode == "compile").upsampler_ms
 
 
+def test_each_mode_is_timed_in_a_block_of_its_own(monkeypatch):
+    """A program runs a model eager or compiled, not both by turns: the trained and converted
+    model of one mode are interleaved with each other only, every round of the block."""
+    blocks = []
+    real = M.interleaved_times
+
+    def spy(variants, repeats, **kwargs):
+        blocks.append((sorted(variants), repeats))
+        return real(variants, repeats, **kwargs)
+
+    monkeypatch.setattr(M, "interleaved_times", spy)
+    spec = _tiny(M.MODELS["M1"].build, M.MODELS["M1"].upsampler_weight)
+    times, *_ = M._timed_variants(spec, "revd2", 3, 1, lambda m: None)
+    assert blocks == [([("converted", mode), ("trained", mode)], 3) for mode in M.MODES]
+    assert {k: len(v) for k, v in times.items()} == {
+        (v, m): 3 for v in ("trained", "converted") for m in M.MODES}
+
+
+def test_the_lowest_process_is_a_target_of_its_own():
+    def row(mode, pooled, each):
+        return M.ModelRow("M1", "converted", mode, 1.0, 9, 1.0, None, None, 0.0,
+                          paired_speedup=pooled, processes=len(each), process_paired=each)
+
+    targets = M.evaluate_targets([row("eager", 1.04, [1.03, 1.05]),
+                                  row("compile", 1.02, [1.03, 0.99, 1.02])])
+    by_name = {t["target"]: t for t in targets}
+    assert by_name["converted vs trained, compile (paired)"]["met"]
+    lowest = by_name["converted vs trained, compile (paired, lowest process)"]
+    assert lowest["value"] == 0.99 and not lowest["met"]
+    assert by_name["converted vs trained, eager (paired, lowest process)"]["met"]
+    # one process: its median is the pooled figure, no second row
+    assert len(M.evaluate_targets([row("eager", 1.04, [1.04])])) == 1
+
+
 def test_profiler_finds_the_upsampling_layer(espcn_rows):
     """Trained: the 32→9 conv and the shuffle (Inductor's kernel included); converted: the op."""
     for r in espcn_rows:

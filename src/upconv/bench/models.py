@@ -2,7 +2,8 @@
 
 Each model runs as trained and as converted by :func:`upconv.convert` (its upsampler a
 deconvolution run by ``algorithm``), each eager and compiled (``torch.compile``, Inductor),
-timed interleaved in one process after warm-up (compilation happens there), medians. A
+timed in one process after warm-up (compilation happens there): per mode a block of rounds,
+the trained and converted model interleaved in each, medians. A
 profiler pass then attributes time to the upsampling layer inside each variant: the conv that
 feeds the pixel shuffle plus the shuffle itself (Inductor's generated kernels are named in the
 profile through ``cpp.enable_kernel_profile``, on copies compiled after the timing in a reset
@@ -163,11 +164,16 @@ def _profile(fn: Callable[[], object], spec: ModelSpec, calls: int = 5) -> tuple
     return _upsampler_ms(prof.events(), spec, calls)
 
 
+#: The ways a model is run, each timed in a block of rounds of its own.
+MODES = ("eager", "compile")
+
+
 def _timed_variants(spec: ModelSpec, algorithm: str, repeats: int, warmup: int,
                     progress: Callable[[str], None], seed: int = 0):
-    """Build trained / converted × eager / compile of one model, warm them up and time them
-    interleaved. Returns ``(times, errors, trained, converted, x)``: seconds per call for each
-    ``(variant, mode)``, and each variant's max abs error against the trained eager output."""
+    """Build trained / converted × eager / compile of one model, warm them up and time them:
+    ``repeats`` rounds per mode, the trained and converted model interleaved. Returns
+    ``(times, errors, trained, converted, x)``: seconds per call for each ``(variant, mode)``,
+    and each variant's max abs error against the trained eager output."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(spec.shape, generator=gen)
     trained = spec.build().eval()
@@ -188,8 +194,15 @@ def _timed_variants(spec: ModelSpec, algorithm: str, repeats: int, warmup: int,
             for _ in range(warmup):
                 out = fn()
             errors[key] = float((out - want).abs().max())
-        progress(f"{spec.id}: {repeats} interleaved rounds")
-        times = interleaved_times(variants, repeats, warmup=0, seed=seed)
+        # One block of rounds per mode, as a program runs a model either eager or compiled:
+        # interleaving all four put an eager call (other buffers freed, another heap state)
+        # before a compiled one in some rounds and not others, which widened the spread of the
+        # compiled pairs' ratios (per round, M1: s.d. 0.06–0.07 mixed, 0.045 in its own block).
+        times: dict[tuple[str, str], list[float]] = {}
+        for mode in MODES:
+            progress(f"{spec.id}: {repeats} interleaved rounds, {mode}")
+            block = {(name, mode): variants[name, mode] for name in ("trained", "converted")}
+            times |= interleaved_times(block, repeats, warmup=1, seed=seed)
     return times, errors, trained, converted, x
 
 
@@ -269,7 +282,7 @@ def kept_rows(spec_id: str, rounds: list[dict[tuple[str, str], list[float]]],
     differs), so their max abs errors are the default rows'."""
     errors = {(r.variant, r.mode): r.max_abs_error for r in default_rows}
     out = []
-    for mode in ("eager", "compile"):
+    for mode in MODES:
         ms = {v: statistics.median(t for r in rounds for t in r[v, mode]) * 1e3
               for v in ("trained", "converted")}
         *paired, per_process = pooled_paired_ratio(
@@ -286,16 +299,23 @@ def kept_rows(spec_id: str, rounds: list[dict[tuple[str, str], list[float]]],
 
 def evaluate_targets(rows: list[ModelRow]) -> list[dict]:
     """Issue 11's whole-model targets: converted ≥ 1.0× trained (eager and compiled) for every
-    model, judged on the paired speed-up (:func:`~upconv.bench.measure.paired_ratio`); the
+    model, judged on the paired speed-up (:func:`~upconv.bench.measure.paired_ratio`), pooled
+    and, where several processes were timed, in the lowest of them; the
     upsampling layer inside compiled ESPCN ×3 ≥ 1.3× its trained form."""
     out = []
     for r in rows:
-        if r.variant == "converted" and r.mode in ("eager", "compile"):
+        if r.variant == "converted" and r.mode in MODES:
             interval = (None if r.paired_low is None
                         else [round(r.paired_low, 3), round(r.paired_high, 3)])
             out.append({"model": r.model, "target": f"converted vs trained, {r.mode} (paired)",
                         "value": round(r.paired_speedup, 3), "interval": interval, "goal": 1.0,
                         "met": r.paired_speedup >= 1.0})
+            if r.process_paired and len(r.process_paired) > 1:
+                # the stricter reading of "one process": each process on its own
+                lowest = min(r.process_paired)
+                out.append({"model": r.model, "target": f"converted vs trained, {r.mode} "
+                            "(paired, lowest process)", "value": round(lowest, 3),
+                            "interval": None, "goal": 1.0, "met": lowest >= 1.0})
     for model in ("M1", "M2"):
         pair = {r.variant: r for r in rows if r.model == model and r.mode == "compile"}
         if {"trained", "converted"} <= set(pair) and pair["converted"].upsampler_ms:
@@ -357,10 +377,12 @@ def markdown(res: ModelResults) -> str:
            f"{m.get('omp_env') or 'defaults (nothing set)'}",
            f"- converted = `upconv.convert(model, x, algorithm={res.algorithm!r})`; compile = "
            "`torch.compile(model, fullgraph=True)` (Inductor); median of "
-           f"{res.repeats} interleaved runs after warm-up. × trained: the trained model's time "
-           "in the same mode over this one. Upsampler: the upsampling layer's own time per "
-           "call in a profiled run (trained: the conv feeding the shuffle + the shuffle; "
-           "converted: the upconv::deconv2d operator), and its share of the profiled call.",
+           f"{res.repeats} interleaved rounds per mode after warm-up (the eager pair, then the "
+           "compiled pair, each in a block of rounds of its own). × trained: the trained "
+           "model's time in the same mode over this one. Upsampler: the upsampling layer's "
+           "own time per call in a profiled run (trained: the conv feeding the shuffle + the "
+           "shuffle; converted: the upconv::deconv2d operator), and its share of the profiled "
+           "call.",
            "Paired: the median over rounds of the trained model's time over this one's, both "
            "from the same round (calls moments apart, so the machine's drift cancels), with a "
            "95 % interval for that median"
