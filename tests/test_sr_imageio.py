@@ -292,7 +292,9 @@ def test_animated_gif_keeps_every_frame_timing_and_loop(tmp_path, espcn):
     result = _invoke("upscale", str(tmp_path / "a.gif"), "--scale", "2", "-o",
                      str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "3 frames" in result.output
+    # both sides of the summary line say how many frames
+    assert "(18×14 RGBA 8-bit, 3 frames) -> " in result.output
+    assert "a-x2.png (36×28, 3 frames)" in result.output
     out = tmp_path / "out" / "a-x2.png"
     with Image.open(out) as img:
         assert img.format == "PNG" and img.n_frames == 3 and img.info["loop"] == 0

@@ -221,12 +221,13 @@ def upscale_files(
                                             image_suffix(src, fmt))
                     if note:
                         echo(note)
-                    notes = write_picture(upscale_picture(pic, model, tile, exact), dst, fmt)
+                    big = upscale_picture(pic, model, tile, exact)
+                    notes = write_picture(big, dst, fmt)
                     for text in notes:
                         echo(f"note: {dst.name}: {text}")
-                    w, h = pic.size
-                    line = (f"{src} ({w}×{h} {pic.describe()}) -> {dst} "
-                            f"({scale * w}×{scale * h})")
+                    (w, h), (bw, bh) = pic.size, big.size
+                    frames = f", {big.frame_count} frames" if big.frames else ""
+                    line = f"{src} ({w}×{h} {pic.describe()}) -> {dst} ({bw}×{bh}{frames})"
             except (ImageError, VideoError, OSError, ValueError) as err:
                 failures += 1
                 echo(f"skipped: {err}" if str(src) in str(err) else f"skipped: {src}: {err}")
