@@ -45,7 +45,7 @@ bench-small: $(STAMP)
 
 # whole networks, trained vs converted, eager and torch.compile, 100 rounds per mode in each of
 # five default processes and two more that keep freed memory (extra rows); writes
-# models.{md,json} (~35 min)
+# models.{md,json} (~30 min)
 bench-models: $(STAMP)
 	$(BIN)/upconv bench --models all --repeats 100 --processes 5 --kept-processes 2
 
