@@ -60,7 +60,8 @@ def results_name(zoo: str, layers: list[str]) -> str:
                    "small.md / small.json.")
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True,
               help="Timed runs per implementation (median reported), after warm-up "
-                   "(GPU suite: at least 30 unless --quick).")
+                   "(GPU suite: at least 30 unless --quick; --models: rounds per mode and "
+                   "process, ~100 to resolve a 2 % difference).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for PyTorch, ONNX Runtime and the kernel [default: torch's].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=DEFAULT_OUT,
